@@ -1,0 +1,145 @@
+//! The resolved configuration the daemon runs on: every default applied,
+//! every address parsed, every cross-reference checked. Nothing here can be
+//! invalid; `config::load` is the only way to build one from files.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything `ecclusterd run` needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// This node's name (`--node`, `cluster { nodename }`, `EC_NODE_NAME`,
+    /// host name up to the first dot), lower-case.
+    pub node: String,
+    /// `cluster { nodeaddr }` when set: the address advertised to peers.
+    pub nodeaddr: Option<String>,
+    /// `ECCluster_Listener`: direct node-to-node traffic.
+    pub eccluster: ListenerSettings,
+    /// `msgcserver_listener`: the msgc bus (clients and peer servers).
+    pub msgcserver: ListenerSettings,
+    pub server: MsgcServerSettings,
+    pub client: MsgcClientSettings,
+    /// Every file read, in the order read (the main file first).
+    pub files: Vec<PathBuf>,
+}
+
+/// One listener scope with its enabled `Listen` sockets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerSettings {
+    /// The scope name as Momentum spells it (`ECCluster_Listener`, `msgcserver_listener`).
+    pub name: &'static str,
+    /// Enabled `Listen` scopes only (a disabled listener has none).
+    pub sockets: Vec<SocketSettings>,
+}
+
+/// One `Listen "addr" { ... }`, with options resolved Listen → listener → default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SocketSettings {
+    pub addr: ListenAddr,
+    /// `listen_backlog` (default 500).
+    pub backlog: u32,
+    /// `disable_nagle_algorithm` (default false).
+    pub nodelay: bool,
+    /// `tcp_recv_buffer_size`; `None` when 0 (OS-managed). Default 4096 as Momentum.
+    pub recv_buffer: Option<u32>,
+    /// `tcp_send_buffer_size`; `None` when 0. Default 4096.
+    pub send_buffer: Option<u32>,
+    /// `file_mode` for Unix sockets (default 0o660).
+    pub file_mode: u32,
+    /// `max_connections`: connections held at once on this socket (default 10000; 0 = unlimited).
+    pub max_connections: u32,
+    /// `config_pos`: "file:line:column" of the `Listen` scope, for messages.
+    pub origin: String,
+}
+
+/// A `Listen` address as Momentum writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ListenAddr {
+    /// `"*:P"`, `":P"`: every interface, IPv4 and IPv6 where the host has it.
+    Any { port: u16 },
+    /// `"[*]:P"`, `"[::]:P"`: every IPv6 interface.
+    AnyV6 { port: u16 },
+    /// `"1.2.3.4:P"`, `"[::1]:P"`.
+    Ip(SocketAddr),
+    /// `"/run/x.sock"`.
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Any { port } => write!(f, "*:{port}"),
+            ListenAddr::AnyV6 { port } => write!(f, "[*]:{port}"),
+            ListenAddr::Ip(a) => write!(f, "{a}"),
+            ListenAddr::Unix(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// `msgc_server { ... }` resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MsgcServerSettings {
+    pub enabled: bool,
+    /// In file order; names lower-case and unique.
+    pub peers: Vec<Peer>,
+    /// `port` (default 4809): used for peers without an explicit port.
+    pub port: u16,
+    pub common: MsgcCommon,
+}
+
+/// One `peers` entry: `name = "host[:port]"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub name: String,
+    /// Host as written (IP literal or host name), without port or brackets.
+    pub host: String,
+    /// The entry's port, else `msgc_server { port }`.
+    pub port: u16,
+}
+
+/// `msgc_client { ... }` resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MsgcClientSettings {
+    pub enabled: bool,
+    /// `server = ( "host:port" ... )`, default `127.0.0.1:4809`.
+    pub servers: Vec<String>,
+    pub bind_address: Option<String>,
+    pub common: MsgcCommon,
+}
+
+/// Options msgc_server and msgc_client share (Momentum defaults in brackets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MsgcCommon {
+    /// `connect_timeout` [60 s].
+    pub connect_timeout: Duration,
+    /// `idle_timeout` [30 s].
+    pub idle_timeout: Duration,
+    /// `keepalive_interval` [5 s].
+    pub keepalive_interval: Duration,
+    /// `max_backlog` [5000]: messages queued to one connection before it is declared stuck.
+    pub max_backlog: u64,
+    /// `messages_per_iter` [20].
+    pub messages_per_iter: u32,
+    /// `reconnect_interval` [5 s].
+    pub reconnect_interval: Duration,
+    /// `tcpbuf_size` [131072].
+    pub tcpbuf_size: u32,
+    /// `debug_level` [ERROR]: one of DEBUG INFO NOTICE WARNING ERROR CRITICAL.
+    pub debug_level: String,
+}
+
+impl Default for MsgcCommon {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(30),
+            keepalive_interval: Duration::from_secs(5),
+            max_backlog: 5000,
+            messages_per_iter: 20,
+            reconnect_interval: Duration::from_secs(5),
+            tcpbuf_size: 131_072,
+            debug_level: "ERROR".to_owned(),
+        }
+    }
+}
