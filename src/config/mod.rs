@@ -7,3 +7,5 @@
 mod settings;
 
 pub use settings::*;
+mod stub;
+pub use stub::*;
