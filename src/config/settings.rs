@@ -86,6 +86,39 @@ pub struct MsgcServerSettings {
     /// `port` (default 4809): used for peers without an explicit port.
     pub port: u16,
     pub common: MsgcCommon,
+    /// The client-facing limits and credentials of the bus.
+    pub bus: BusSettings,
+}
+
+/// ecclusterd's own `msgc_server` options for clients (not in Momentum):
+/// limits and credentials of the NATS-speaking side of msgcserver_listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BusSettings {
+    /// `max_payload` [1048576]: largest message body a client may publish.
+    pub max_payload: usize,
+    /// `max_control_line` [4096]: longest protocol line, terminator included.
+    pub max_control_line: usize,
+    /// `max_pending` [67108864]: bytes queued to one client before it is cut off as a slow consumer.
+    pub max_pending: usize,
+    /// `max_subscriptions` [65536]: subscriptions one client may hold; 0 = unlimited.
+    pub max_subscriptions: usize,
+    /// `auth_token`: when set, clients must send it in CONNECT.
+    pub auth_token: Option<String>,
+    /// `users = [ name = "password" ]`: CONNECT `user`/`pass` pairs accepted.
+    pub users: Vec<(String, String)>,
+}
+
+impl Default for BusSettings {
+    fn default() -> Self {
+        Self {
+            max_payload: 1 << 20,
+            max_control_line: 4096,
+            max_pending: 64 << 20,
+            max_subscriptions: 65_536,
+            auth_token: None,
+            users: Vec::new(),
+        }
+    }
 }
 
 /// One `peers` entry: `name = "host[:port]"`.

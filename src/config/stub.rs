@@ -84,6 +84,7 @@ pub fn load(path: &ConfigPath, id: &Identity) -> Result<Settings, ConfigError> {
             peers: vec![],
             port: 4809,
             common: MsgcCommon::default(),
+            bus: BusSettings::default(),
         },
         client: MsgcClientSettings {
             enabled: true,

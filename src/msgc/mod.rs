@@ -1,0 +1,182 @@
+//! The msgc bus on msgcserver_listener: clients speak the NATS client
+//! protocol; groups, private names, membership events and `$MSGC.STATUS`
+//! are msgc's operations mapped onto it (docs/PROTOCOL.md).
+
+pub mod auth;
+pub mod groups;
+pub mod outbound;
+pub mod router;
+mod session;
+pub mod status;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::client::proto::{self, ServerInfo};
+use crate::config::Settings;
+use crate::daemon::{Conn, Local, Remote, Service, Shutdown};
+
+pub use auth::Auth;
+use router::Router;
+use status::{Counters, Gauges, ListenerStatus, Status};
+
+/// Requests to this subject are answered with the node's status as JSON.
+pub const STATUS_SUBJECT: &str = "$MSGC.STATUS";
+
+/// Every bound a client connection lives under.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub proto: proto::Limits,
+    pub outbound: outbound::Limits,
+    pub connect_timeout: Duration,
+    pub keepalive_interval: Duration,
+    pub max_subscriptions: usize,
+}
+
+impl Limits {
+    pub fn from_settings(s: &Settings) -> Limits {
+        let b = &s.server.bus;
+        Limits {
+            proto: proto::Limits {
+                max_control_line: b.max_control_line,
+                max_payload: b.max_payload,
+            },
+            outbound: outbound::Limits {
+                max_bytes: b.max_pending,
+                max_msgs: usize::try_from(s.server.common.max_backlog).unwrap_or(usize::MAX),
+            },
+            connect_timeout: s.server.common.connect_timeout,
+            keepalive_interval: s.server.common.keepalive_interval,
+            max_subscriptions: b.max_subscriptions,
+        }
+    }
+}
+
+/// The node's bus: shared by every client session.
+pub struct Bus {
+    pub node: String,
+    pub limits: Limits,
+    pub auth: Auth,
+    pub counters: Arc<Counters>,
+    router: Mutex<Router>,
+    next_id: AtomicU64,
+    started: Instant,
+    server_id: String,
+    listeners: Mutex<Vec<ListenerStatus>>,
+}
+
+impl Bus {
+    pub fn new(settings: &Settings) -> Bus {
+        let counters = Arc::new(Counters::default());
+        let limits = Limits::from_settings(settings);
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x5eed);
+        Bus {
+            node: settings.node.clone(),
+            limits,
+            auth: Auth::from_settings(&settings.server.bus),
+            router: Mutex::new(Router::new(
+                &settings.node,
+                limits.max_subscriptions,
+                counters.clone(),
+                seed,
+            )),
+            counters,
+            next_id: AtomicU64::new(1),
+            started: Instant::now(),
+            server_id: format!("ECCLUSTERD-{}-{:x}", settings.node, seed & 0xffff_ffff),
+            listeners: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Locks the routing table. Held for one read's worth of operations.
+    pub fn router(&self) -> MutexGuard<'_, Router> {
+        self.router.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn next_client_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Records a bound address for status.
+    pub fn add_listener(&self, listener: &str, address: String) {
+        self.listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(ListenerStatus {
+                listener: listener.to_owned(),
+                address,
+            });
+    }
+
+    /// The `INFO` line a new client is greeted with.
+    pub fn info(&self, id: u64, remote: &Remote, local: &Local, private_name: &str) -> Vec<u8> {
+        let (host, port) = match local {
+            Local::Tcp(a) => (a.ip().to_string(), a.port()),
+            Local::Unix(p) => (p.display().to_string(), 0),
+        };
+        let info = ServerInfo {
+            server_id: self.server_id.clone(),
+            server_name: self.node.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            proto: 1,
+            host,
+            port,
+            headers: true,
+            max_payload: self.limits.proto.max_payload as u64,
+            client_id: id,
+            client_ip: match remote {
+                Remote::Tcp(a) => a.ip().to_string(),
+                Remote::Unix => String::new(),
+            },
+            cluster: Some("msgc".to_owned()),
+            auth_required: self.auth.required().then_some(true),
+            tls_required: None,
+            msgc_private_name: Some(private_name.to_owned()),
+        };
+        proto::encode_info(&info)
+    }
+
+    pub fn status(&self, router: &Router) -> Status {
+        Status::collect(
+            &self.node,
+            self.started,
+            &self.counters,
+            Gauges {
+                connections: router.connections() as u64,
+                subscriptions: router.subscriptions() as u64,
+                groups: router.groups().len() as u64,
+            },
+            self.listeners
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
+    }
+
+    pub fn status_json(&self, router: &Router) -> Vec<u8> {
+        serde_json::to_vec(&self.status(router)).unwrap_or_default()
+    }
+}
+
+/// msgcserver_listener's service.
+pub struct MsgcService(pub Arc<Bus>);
+
+impl Service for MsgcService {
+    fn serve(
+        self: Arc<Self>,
+        conn: Conn,
+        remote: Remote,
+        local: Local,
+        shutdown: Shutdown,
+    ) -> futures_lite::future::Boxed<()> {
+        Box::pin(session::serve(self.0.clone(), conn, remote, local, shutdown))
+    }
+
+    fn refusal(&self) -> &'static [u8] {
+        b"-ERR 'maximum connections exceeded'\r\n"
+    }
+}

@@ -1,0 +1,299 @@
+//! One client connection on msgcserver_listener: the reader half parses and
+//! hands operations to the router, the writer half drains the client's
+//! outbound queue in batches, and a keepalive half pings. All three run in
+//! the connection's task; the router is shared between tasks.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt, future};
+use smol::Timer;
+
+use super::Bus;
+use super::outbound::{Batch, Closed};
+use super::router::{Client, Message};
+use super::status::Counters;
+use crate::client::proto::{self, ClientOp, ConnectOptions, ProtoError, text};
+use crate::daemon::{Conn, Local, Remote, Shutdown};
+
+/// Read buffer size: many frames per syscall.
+const READ_CHUNK: usize = 64 * 1024;
+/// Unanswered server PINGs before the connection is declared stale.
+const MAX_PINGS_OUT: u32 = 2;
+/// How long a closing connection gets to take its last `-ERR`.
+const LAST_WORDS: Duration = Duration::from_secs(1);
+
+/// Per-connection state the halves share.
+struct Shared {
+    client: Arc<Client>,
+    pings_out: AtomicU32,
+    /// Set by the reader whenever bytes arrive; cleared by the keepalive tick.
+    active: AtomicBool,
+    connected: AtomicBool,
+}
+
+pub async fn serve(bus: Arc<Bus>, conn: Conn, remote: Remote, local: Local, shutdown: Shutdown) {
+    let id = bus.next_client_id();
+    let client = Arc::new(Client::new(id, &bus.node, bus.limits.outbound));
+    Counters::add(&bus.counters.connections_total, 1);
+    let info = bus.info(id, &remote, &local, &client.private_name);
+    let _ = client.out.push_control(&info);
+    bus.router().add_client(client.clone());
+    let shared = Shared {
+        client,
+        pings_out: AtomicU32::new(0),
+        active: AtomicBool::new(false),
+        connected: AtomicBool::new(false),
+    };
+    log::debug!("msgc client {} connected from {remote}", shared.client.private_name);
+
+    let reader = read_half(&bus, &shared, conn.clone(), &remote);
+    let writer = write_half(&shared, conn.clone());
+    let keepalive = keepalive(&bus, &shared);
+    let stop = async {
+        shutdown.wait().await;
+        shared.client.out.close();
+        // Give the writer a moment to flush; then the reader is cut off below.
+        Timer::after(LAST_WORDS).await;
+    };
+    // The writer decides when the connection ends: after the reader closed the
+    // queue (EOF, error, stale) and what was queued is written.
+    future::zip(reader.or(stop), writer).or(keepalive).await;
+    conn.shutdown();
+    bus.router().remove_client(id);
+    log::debug!("msgc client {} closed", shared.client.private_name);
+}
+
+/// Closes the outbound queue with a final `-ERR` the writer still sends.
+fn fail(shared: &Shared, err: &str) {
+    let _ = shared.client.out.push_control(&err_line(err));
+    shared.client.out.close();
+}
+
+fn err_line(text: &str) -> Vec<u8> {
+    format!("-ERR '{text}'\r\n").into_bytes()
+}
+
+async fn read_half(bus: &Bus, shared: &Shared, mut conn: Conn, remote: &Remote) {
+    let mut parser = proto::ClientParser::new(bus.limits.proto);
+    let mut buf = vec![0u8; READ_CHUNK];
+    let connect_deadline = Timer::after(bus.limits.connect_timeout);
+    let mut connect_deadline = Some(connect_deadline);
+    loop {
+        let read = async { Some(conn.read(&mut buf).await) };
+        let n = match connect_deadline.as_mut() {
+            Some(deadline) => {
+                read.or(async {
+                    deadline.await;
+                    None
+                })
+                .await
+            }
+            None => read.await,
+        };
+        let n = match n {
+            None => {
+                log::info!("msgc client from {remote}: no CONNECT within connect_timeout; closing");
+                fail(shared, text::AUTHENTICATION_TIMEOUT);
+                return;
+            }
+            Some(Ok(0)) | Some(Err(_)) => break,
+            Some(Ok(n)) => n,
+        };
+        shared.active.store(true, Ordering::Relaxed);
+        Counters::add(&bus.counters.bytes_in, n as u64);
+        parser.feed(&buf[..n]);
+        let mut router = None;
+        while let Some(op) = parser.next_op() {
+            let op = match op {
+                Ok(op) => op,
+                Err(e) => {
+                    let fatal = e.is_fatal();
+                    report(shared, &e, remote);
+                    if fatal {
+                        shared.client.out.close();
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if !shared.connected.load(Ordering::Relaxed) && !matches!(op, ClientOp::Connect(_)) {
+                // Momentum's clients and every NATS library send CONNECT first.
+                if bus.auth.required() {
+                    fail(shared, text::AUTHORIZATION_VIOLATION);
+                    return;
+                }
+            }
+            match op {
+                ClientOp::Connect(opts) => {
+                    if !connect(bus, shared, &opts, remote) {
+                        return;
+                    }
+                    connect_deadline = None;
+                    parser.set_pedantic(opts.pedantic);
+                }
+                ClientOp::Ping => {
+                    let _ = shared.client.out.push_control(b"PONG\r\n");
+                }
+                ClientOp::Pong => {
+                    shared.pings_out.store(0, Ordering::Relaxed);
+                }
+                ClientOp::Sub { subject, queue, sid } => {
+                    let r = router.get_or_insert_with(|| bus.router());
+                    match r.subscribe(shared.client.id, &subject, queue.as_deref(), &sid) {
+                        Ok(()) => ok(shared),
+                        Err(super::router::SubError::InvalidSubject) => {
+                            let _ = shared.client.out.push_control(&err_line(text::INVALID_SUBJECT));
+                        }
+                        Err(super::router::SubError::TooMany { limit }) => {
+                            log::info!(
+                                "msgc client {}: subscription refused, at max_subscriptions ({limit})",
+                                shared.client.private_name
+                            );
+                            let _ = shared
+                                .client
+                                .out
+                                .push_control(&err_line(text::MAX_SUBSCRIPTIONS_EXCEEDED));
+                        }
+                    }
+                }
+                ClientOp::Unsub { sid, max } => {
+                    let r = router.get_or_insert_with(|| bus.router());
+                    r.unsubscribe(shared.client.id, &sid, max);
+                    ok(shared);
+                }
+                ClientOp::Pub {
+                    subject,
+                    reply,
+                    headers,
+                    payload,
+                } => {
+                    Counters::add(&bus.counters.msgs_in, 1);
+                    let r = router.get_or_insert_with(|| bus.router());
+                    let msg = Message {
+                        subject: &subject,
+                        reply: reply.as_deref(),
+                        headers: headers.as_deref(),
+                        payload: &payload,
+                        sender: &shared.client.private_name,
+                    };
+                    r.publish(shared.client.id, &msg);
+                    if subject == super::STATUS_SUBJECT
+                        && let Some(reply) = reply.as_deref()
+                    {
+                        let status = bus.status_json(r);
+                        r.publish_system(reply, &status);
+                    }
+                    ok(shared);
+                }
+            }
+        }
+        // Release the router between reads so other connections get their turn.
+        drop(router);
+        if shared.client.out.closed().is_some() {
+            return;
+        }
+    }
+    shared.client.out.close();
+}
+
+fn ok(shared: &Shared) {
+    if shared.client.verbose.load(Ordering::Relaxed) {
+        let _ = shared.client.out.push_control(b"+OK\r\n");
+    }
+}
+
+fn report(shared: &Shared, e: &ProtoError, remote: &Remote) {
+    log::info!(
+        "msgc client {} ({remote}): {e}",
+        shared.client.private_name
+    );
+    let _ = shared.client.out.push_control(&err_line(e.err_text()));
+}
+
+/// Applies CONNECT; false when the client must go (bad credentials).
+fn connect(bus: &Bus, shared: &Shared, opts: &ConnectOptions, remote: &Remote) -> bool {
+    if !bus.auth.check(opts) {
+        Counters::add(&bus.counters.refused_auth, 1);
+        log::warn!("msgc client from {remote}: authorization violation");
+        fail(shared, text::AUTHORIZATION_VIOLATION);
+        return false;
+    }
+    let c = &shared.client;
+    c.headers.store(opts.headers, Ordering::Relaxed);
+    c.echo.store(opts.echo, Ordering::Relaxed);
+    c.no_responders.store(opts.no_responders && opts.headers, Ordering::Relaxed);
+    c.verbose.store(opts.verbose, Ordering::Relaxed);
+    shared.connected.store(true, Ordering::Relaxed);
+    ok(shared);
+    true
+}
+
+async fn write_half(shared: &Shared, mut conn: Conn) {
+    let mut batch = Batch::default();
+    loop {
+        let taken = future::poll_fn(|cx| shared.client.out.poll_take(cx, &mut batch)).await;
+        if taken.is_none() {
+            break;
+        }
+        if write_batch(&mut conn, &batch).await.is_err() {
+            shared.client.out.close();
+            return;
+        }
+    }
+    if shared.client.out.closed() == Some(Closed::SlowConsumer) {
+        // What was queued was dropped; say why, but never wait on a reader
+        // that does not read.
+        let line = err_line(text::SLOW_CONSUMER);
+        let _ = conn
+            .write_all(&line)
+            .or(async {
+                Timer::after(LAST_WORDS).await;
+                Ok(())
+            })
+            .await;
+    }
+    let _ = conn.flush().await;
+    conn.shutdown();
+}
+
+async fn write_batch(conn: &mut Conn, batch: &Batch) -> std::io::Result<()> {
+    let total = batch.len();
+    let mut done = 0;
+    while done < total {
+        let slices = batch.slices(done, 1024);
+        let n = future::poll_fn(|cx| std::pin::Pin::new(&mut *conn).poll_write_vectored(cx, &slices)).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+async fn keepalive(bus: &Bus, shared: &Shared) {
+    let every = bus.limits.keepalive_interval;
+    if every.is_zero() {
+        return future::pending().await;
+    }
+    loop {
+        Timer::after(every).await;
+        if shared.active.swap(false, Ordering::Relaxed) {
+            // Traffic proves the peer is alive; no PING needed this round.
+            shared.pings_out.store(0, Ordering::Relaxed);
+            continue;
+        }
+        if shared.pings_out.fetch_add(1, Ordering::Relaxed) >= MAX_PINGS_OUT {
+            log::info!(
+                "msgc client {}: {MAX_PINGS_OUT} PINGs unanswered; closing as stale",
+                shared.client.private_name
+            );
+            fail(shared, text::STALE_CONNECTION);
+            return future::pending().await;
+        }
+        if shared.client.out.push_control(b"PING\r\n").is_err() {
+            return future::pending().await;
+        }
+    }
+}

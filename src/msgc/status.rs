@@ -1,0 +1,118 @@
+//! Counters every connection bumps without a lock, and the JSON a node
+//! answers `$MSGC.STATUS` requests with (also what `ecclusterd status` prints).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub msgs_in: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub msgs_out: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub slow_consumers: AtomicU64,
+    pub connections_total: AtomicU64,
+    pub refused_auth: AtomicU64,
+}
+
+impl Counters {
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+/// A node's status, as JSON on the wire. Field names are part of the
+/// documented protocol (docs/PROTOCOL.md); add, never rename.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub node: String,
+    pub version: String,
+    pub uptime_secs: f64,
+    pub connections: u64,
+    pub connections_total: u64,
+    pub subscriptions: u64,
+    pub groups: u64,
+    pub msgs_in: u64,
+    pub bytes_in: u64,
+    pub msgs_out: u64,
+    pub bytes_out: u64,
+    pub slow_consumers: u64,
+    pub auth_failures: u64,
+    pub listeners: Vec<ListenerStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ListenerStatus {
+    pub listener: String,
+    pub address: String,
+}
+
+/// Live figures that are not counters.
+pub struct Gauges {
+    pub connections: u64,
+    pub subscriptions: u64,
+    pub groups: u64,
+}
+
+impl Status {
+    pub fn collect(
+        node: &str,
+        started: Instant,
+        c: &Counters,
+        g: Gauges,
+        listeners: Vec<ListenerStatus>,
+    ) -> Status {
+        Status {
+            node: node.to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_secs: (started.elapsed().as_millis() as f64) / 1000.0,
+            connections: g.connections,
+            connections_total: Counters::get(&c.connections_total),
+            subscriptions: g.subscriptions,
+            groups: g.groups,
+            msgs_in: Counters::get(&c.msgs_in),
+            bytes_in: Counters::get(&c.bytes_in),
+            msgs_out: Counters::get(&c.msgs_out),
+            bytes_out: Counters::get(&c.bytes_out),
+            slow_consumers: Counters::get(&c.slow_consumers),
+            auth_failures: Counters::get(&c.refused_auth),
+            listeners,
+        }
+    }
+
+    /// The human-readable form `ecclusterd status` prints.
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "node {} (ecclusterd {}), up {:.1} s\n\
+             connections: {} open, {} since start\n\
+             subscriptions: {} in {} groups\n\
+             messages in: {} ({} bytes)\n\
+             messages out: {} ({} bytes)\n\
+             slow consumers cut off: {}\n\
+             authentication failures: {}\n",
+            self.node,
+            self.version,
+            self.uptime_secs,
+            self.connections,
+            self.connections_total,
+            self.subscriptions,
+            self.groups,
+            self.msgs_in,
+            self.bytes_in,
+            self.msgs_out,
+            self.bytes_out,
+            self.slow_consumers,
+            self.auth_failures,
+        );
+        for l in &self.listeners {
+            s.push_str(&format!("listener {}: {}\n", l.listener, l.address));
+        }
+        s
+    }
+}

@@ -1,0 +1,254 @@
+//! Starts the real `ecclusterd` binary for integration tests: config in a
+//! temp dir, ephemeral ports, readiness and addresses read from its log.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Generous upper bound for events that normally take milliseconds; hitting
+/// it means the test failed, never that it passed.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ecclusterd")
+}
+
+/// A running node.
+pub struct Node {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    /// Listener name (as logged) → bound addresses, in bind order.
+    pub listening: HashMap<String, Vec<String>>,
+    lines: mpsc::Receiver<String>,
+    pub log: Vec<String>,
+}
+
+/// Writes `files` (name → text) into a new temp dir.
+pub fn config_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, text) in files {
+        let path = dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(path, text).expect("write config");
+    }
+    dir
+}
+
+/// A single-node configuration on 127.0.0.1 with ephemeral ports; `extra`
+/// is appended inside the global scope.
+pub fn single_node_conf(extra: &str) -> String {
+    format!(
+        r#"
+cluster {{ nodename = "node1" }}
+ECCluster_Listener {{ Listen "127.0.0.1:0" {{ }} }}
+msgcserver_listener {{ Listen "127.0.0.1:0" {{ }} }}
+{extra}
+"#
+    )
+}
+
+impl Node {
+    /// Starts `ecclusterd run -c <dir>/<main> args...` and waits until it is ready.
+    pub fn start_in(dir: tempfile::TempDir, main: &str, args: &[&str]) -> Node {
+        let conf = dir.path().join(main);
+        let mut child = Command::new(bin())
+            .arg("run")
+            .arg("-c")
+            .arg(&conf)
+            .args(["--log-level", "debug"])
+            .args(args)
+            .env_remove("ECCLUSTERD_CONF")
+            .env_remove("EC_NODE_NAME")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ecclusterd");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut node = Node {
+            child,
+            dir,
+            listening: HashMap::new(),
+            lines: rx,
+            log: Vec::new(),
+        };
+        node.wait_for_log(" ready ");
+        node
+    }
+
+    /// Starts a node whose whole configuration is `conf`.
+    pub fn start(conf: &str) -> Node {
+        Node::start_in(
+            config_dir(&[("ecclusterd.conf", conf)]),
+            "ecclusterd.conf",
+            &[],
+        )
+    }
+
+    /// Reads log lines until one contains `needle`; panics with the log otherwise.
+    pub fn wait_for_log(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(l) = self.log.iter().find(|l| l.contains(needle)) {
+                return l.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.take(line),
+                Err(_) => panic!(
+                    "no log line containing {needle:?} within {PATIENCE:?}; log so far:\n{}",
+                    self.log.join("\n")
+                ),
+            }
+        }
+    }
+
+    fn take(&mut self, line: String) {
+        if let Some((head, addr)) = line.split_once(": listening on ") {
+            let name = head.rsplit(' ').next().unwrap_or(head).to_owned();
+            self.listening
+                .entry(name)
+                .or_default()
+                .push(addr.trim().to_owned());
+        }
+        self.log.push(line);
+    }
+
+    /// Drains whatever the node has logged so far without waiting.
+    pub fn pump(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.take(line);
+        }
+    }
+
+    pub fn addr(&self, listener: &str) -> SocketAddr {
+        self.listening
+            .get(listener)
+            .and_then(|v| v.first())
+            .unwrap_or_else(|| panic!("{listener} not listening; log:\n{}", self.log.join("\n")))
+            .parse()
+            .expect("a TCP address")
+    }
+
+    pub fn msgc(&self) -> SocketAddr {
+        self.addr("msgcserver_listener")
+    }
+
+    pub fn eccluster(&self) -> SocketAddr {
+        self.addr("ECCluster_Listener")
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal("TERM");
+        self.wait_exit()
+    }
+
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // Collect the last lines for assertions.
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                    self.take(line);
+                }
+                return status;
+            }
+            assert!(Instant::now() < deadline, "ecclusterd did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `ecclusterd <args>` to completion: (exit code, stdout, stderr).
+pub fn run_cmd(args: &[&str], cwd: Option<&Path>) -> (i32, String, String) {
+    let mut cmd = Command::new(bin());
+    cmd.args(args)
+        .env_remove("ECCLUSTERD_CONF")
+        .env_remove("EC_NODE_NAME")
+        .stdin(Stdio::null());
+    if let Some(d) = cwd {
+        cmd.current_dir(d);
+    }
+    let out = cmd.output().expect("run ecclusterd");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A blocking line-oriented TCP client with a read timeout as a safety net.
+pub struct Line {
+    pub stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Line {
+    pub fn connect(addr: SocketAddr) -> Line {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        let reader = BufReader::new(stream.try_clone().expect("clone"));
+        Line { stream, reader }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// The next line without its CRLF; empty string at EOF.
+    pub fn line(&mut self) -> String {
+        let mut s = String::new();
+        self.reader.read_line(&mut s).expect("read line");
+        s.trim_end_matches(['\r', '\n']).to_owned()
+    }
+
+    pub fn read_exact(&mut self, n: usize) -> Vec<u8> {
+        let mut buf = vec![0; n];
+        self.reader.read_exact(&mut buf).expect("read payload");
+        buf
+    }
+
+    /// True when the server closed the connection (EOF or reset).
+    pub fn closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.reader.read(&mut b), Ok(0) | Err(_))
+    }
+}

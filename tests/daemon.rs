@@ -1,0 +1,144 @@
+//! The daemon as an operator starts and stops it.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn run_listens_on_both_listeners_and_stops_cleanly_on_sigterm() {
+    let mut node = Node::start(&single_node_conf(""));
+    // Both listeners accept connections.
+    let _a = Line::connect(node.eccluster());
+    let _b = Line::connect(node.msgc());
+    let t = Instant::now();
+    let status = node.stop();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "stop took {:?}",
+        t.elapsed()
+    );
+    node.wait_for_log("stopped");
+}
+
+#[test]
+fn sigint_stops_too() {
+    let mut node = Node::start(&single_node_conf(""));
+    node.signal("INT");
+    assert!(node.wait_exit().success());
+}
+
+#[test]
+fn unknown_protocol_on_eccluster_gets_an_error_and_a_close() {
+    let node = Node::start(&single_node_conf(""));
+    let mut c = Line::connect(node.eccluster());
+    c.send(b"HELLO\r\n");
+    let line = c.line();
+    assert!(line.starts_with("-ERR "), "got {line:?}");
+    assert!(c.closed());
+    // Another connection is unaffected.
+    let mut d = Line::connect(node.eccluster());
+    d.send(b"x");
+    assert!(d.line().starts_with("-ERR "));
+}
+
+#[test]
+fn connection_limit_refuses_the_one_over_and_keeps_the_others() {
+    let conf = r#"
+cluster { nodename = "node1" }
+ECCluster_Listener { Listen "127.0.0.1:0" { max_connections = 2 } }
+msgcserver_listener { Listen "127.0.0.1:0" { } }
+"#;
+    let mut node = Node::start(conf);
+    let mut a = Line::connect(node.eccluster());
+    let mut b = Line::connect(node.eccluster());
+    // The daemon counts a connection once it has accepted it; a refused third
+    // one proves both are counted.
+    let mut c = Line::connect(node.eccluster());
+    assert_eq!(c.line(), "-ERR 'maximum connections exceeded'");
+    assert!(c.closed());
+    node.wait_for_log("at max_connections (2)");
+    // The first two are still served.
+    a.send(b"?");
+    assert!(a.line().starts_with("-ERR "));
+    b.send(b"?");
+    assert!(b.line().starts_with("-ERR "));
+}
+
+#[test]
+fn bind_failure_names_listener_address_and_os_error() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let conf = format!(
+        r#"
+cluster {{ nodename = "node1" }}
+ECCluster_Listener {{ Listen "127.0.0.1:{port}" {{ }} }}
+msgcserver_listener {{ Listen "127.0.0.1:0" {{ }} }}
+"#
+    );
+    let dir = config_dir(&[("e.conf", &conf)]);
+    let conf_path = dir.path().join("e.conf");
+    let (code, _out, err) = run_cmd(&["run", "-c", conf_path.to_str().unwrap()], None);
+    assert_ne!(code, 0);
+    assert!(err.contains("ECCluster_Listener"), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(err.contains("Address already in use"), "{err}");
+}
+
+#[test]
+fn unix_socket_listener_with_file_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("msgc.sock");
+    let conf = format!(
+        r#"
+cluster {{ nodename = "node1" }}
+ECCluster_Listener {{ Listen "127.0.0.1:0" {{ }} }}
+msgcserver_listener {{
+  Listen "127.0.0.1:0" {{ }}
+  Listen "{}" {{ file_mode = 0600 }}
+}}
+"#,
+        sock.display()
+    );
+    let mut node = Node::start(&conf);
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    drop(s);
+    assert!(node.stop().success());
+    assert!(!sock.exists(), "socket file left behind");
+}
+
+#[test]
+fn sighup_reports_changes_and_keeps_running_on_a_bad_file() {
+    let mut node = Node::start(&single_node_conf(""));
+    let conf = node.path("ecclusterd.conf");
+    std::fs::write(
+        &conf,
+        single_node_conf(
+            "msgc_server { peers = [ node1 = \"127.0.0.1\" node2 = \"127.0.0.2\" ] port = 0 }",
+        ),
+    )
+    .unwrap();
+    node.signal("HUP");
+    node.wait_for_log("peer node2 added");
+    std::fs::write(&conf, "msgc_server { port = }").unwrap();
+    node.signal("HUP");
+    node.wait_for_log("configuration not reloaded");
+    // Still serving.
+    let _c = Line::connect(node.msgc());
+    assert!(node.stop().success());
+}
+
+#[test]
+fn version_flag() {
+    let (code, out, _) = run_cmd(&["--version"], None);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out.trim(),
+        format!("ecclusterd {}", env!("CARGO_PKG_VERSION"))
+    );
+}
