@@ -1,0 +1,97 @@
+//! `cargo xtask`: project automation for ecclusterd (the matklad/cargo-xtask pattern).
+//!
+//! Every task is one `run(args)` function in its own module; add a task by adding a module
+//! and a row to [`TASKS`]. Tasks run `cargo` through the `CARGO` env var (see [`util::cargo`]).
+
+mod bench;
+mod ci;
+mod dist;
+mod elf;
+mod fuzz;
+mod sim;
+mod test;
+mod util;
+
+use std::process::ExitCode;
+
+/// A task: name, one-line usage, summary, entry point.
+struct Task {
+    name: &'static str,
+    usage: &'static str,
+    about: &'static str,
+    run: fn(&[String]) -> util::Result,
+}
+
+const TASKS: &[Task] = &[
+    Task {
+        name: "test",
+        usage: "test [ARGS...]",
+        about: "the project's test command: cargo test --workspace ARGS, then Python interop tests if tests/interop/ has any",
+        run: test::run,
+    },
+    Task {
+        name: "dist",
+        usage: "dist",
+        about: "static musl release build, ELF static check, smoke run, target/dist/*.tar.gz + .sha256",
+        run: dist::run,
+    },
+    Task {
+        name: "ci",
+        usage: "ci",
+        about: "what .ci/run does, locally: fmt --check, clippy -D warnings, test, dist",
+        run: ci::run,
+    },
+    Task {
+        name: "fuzz",
+        usage: "fuzz [--secs N]",
+        about: "run every cargo-fuzz target for N seconds each (default 30; needs nightly)",
+        run: fuzz::run,
+    },
+    Task {
+        name: "bench",
+        usage: "bench",
+        about: "benchmarks (not implemented yet, issue #3)",
+        run: bench::run,
+    },
+    Task {
+        name: "sim",
+        usage: "sim",
+        about: "cluster simulation (not implemented yet, issue #4)",
+        run: sim::run,
+    },
+];
+
+fn print_help() {
+    println!("Usage: cargo xtask <TASK> [ARGS...]\n\nTasks:");
+    let width = TASKS.iter().map(|t| t.usage.len()).max().unwrap_or(0);
+    for t in TASKS {
+        println!("  {:width$}  {}", t.usage, t.about);
+    }
+    println!(
+        "\nEnvironment: CARGO_PROFILE_DIST_OPT_LEVEL=s|z|3 overrides [profile.dist] for size measurements."
+    );
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(name) = args.first() else {
+        print_help();
+        return ExitCode::SUCCESS;
+    };
+    if matches!(name.as_str(), "-h" | "--help" | "help") {
+        print_help();
+        return ExitCode::SUCCESS;
+    }
+    let Some(task) = TASKS.iter().find(|t| t.name == name) else {
+        eprintln!("xtask: unknown task `{name}`\n");
+        print_help();
+        return ExitCode::from(2);
+    };
+    match (task.run)(&args[1..]) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask {}: error: {e}", task.name);
+            ExitCode::FAILURE
+        }
+    }
+}

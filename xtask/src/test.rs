@@ -1,0 +1,75 @@
+//! `cargo xtask test [ARGS...]`: the project's one test command.
+//!
+//! 1. `cargo test --workspace ARGS...`
+//! 2. If `tests/interop/` holds pytest files: make sure `nats-py` and `pytest` import, build
+//!    `target/debug/ecclusterd`, run `python3 -m pytest -q tests/interop` with
+//!    `ECCLUSTERD_BIN` set. (`nats-server` is for benchmarks only; not needed here.)
+
+use std::path::Path;
+
+use crate::util::{self, Result};
+
+pub fn run(args: &[String]) -> Result {
+    util::run(util::cargo().args(["test", "--workspace"]).args(args))?;
+
+    let interop = util::project_root().join("tests").join("interop");
+    if !has_pytest_files(&interop) {
+        return Ok(());
+    }
+    ensure_python_deps()?;
+    util::run(util::cargo().args(["build", "--bin", "ecclusterd"]))?;
+    let bin = util::target_dir().join("debug").join("ecclusterd");
+    util::run(
+        util::cmd("python3")
+            .args(["-m", "pytest", "-q", "tests/interop"])
+            .env("ECCLUSTERD_BIN", &bin),
+    )
+}
+
+/// Whether `dir` (recursively) has a `test_*.py` or `*_test.py` file.
+fn has_pytest_files(dir: &Path) -> bool {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    read.flatten().any(|item| {
+        let path = item.path();
+        if path.is_dir() {
+            return has_pytest_files(&path);
+        }
+        let name = item.file_name();
+        let name = name.to_string_lossy();
+        name.ends_with(".py") && (name.starts_with("test_") || name.ends_with("_test.py"))
+    })
+}
+
+/// `pip install nats-py pytest` unless both already import.
+fn ensure_python_deps() -> Result {
+    if util::succeeds(util::cmd("python3").args(["-c", "import nats, pytest"])) {
+        return Ok(());
+    }
+    let mut pip = util::cmd("python3");
+    pip.args(["-m", "pip", "install", "--quiet", "nats-py", "pytest"]);
+    // Debian's system Python refuses pip outside a venv (PEP 668). On a throwaway CI machine
+    // that is fine to override; on a workstation, use a venv instead.
+    if externally_managed() {
+        if std::env::var_os("CI").is_some() {
+            pip.arg("--break-system-packages");
+        } else {
+            return Err(
+                "python3 is externally managed (PEP 668) and lacks nats-py/pytest: \
+                        activate a venv, or run with CI=true to install into the system"
+                    .into(),
+            );
+        }
+    }
+    util::run(&mut pip)
+}
+
+/// Whether python3 is outside a venv and carries an EXTERNALLY-MANAGED marker.
+fn externally_managed() -> bool {
+    const PROBE: &str = "import os, sys, sysconfig\n\
+        venv = sys.prefix != sys.base_prefix\n\
+        marker = os.path.join(sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED')\n\
+        sys.exit(0 if not venv and os.path.exists(marker) else 1)";
+    util::succeeds(util::cmd("python3").args(["-c", PROBE]))
+}
