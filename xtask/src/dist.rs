@@ -26,8 +26,12 @@ pub fn run(args: &[String]) -> Result {
     let root = util::project_root();
     let version = util::package_version()?;
 
+    // Fail before the slow build if a file that must ship is missing.
+    let bin = util::target_dir().join(TARGET).join(PROFILE).join(BIN);
+    let entries = entries(&root, &bin)?;
+
     ensure_target()?;
-    let bin = build()?;
+    build(&bin)?;
 
     let data = fs::read(&bin).map_err(|e| format!("cannot read {}: {e}", bin.display()))?;
     let linkage = crate::elf::check_static(&data)
@@ -49,13 +53,10 @@ pub fn run(args: &[String]) -> Result {
 
     let name = format!("{BIN}-{version}-{TARGET}");
     let dist = root.join("target").join("dist");
-    if dist.exists() {
-        fs::remove_dir_all(&dist).map_err(|e| format!("cannot clean {}: {e}", dist.display()))?;
-    }
-    fs::create_dir_all(&dist).map_err(|e| format!("cannot create {}: {e}", dist.display()))?;
+    clean(&dist)?;
 
     let archive_name = format!("{name}.tar.gz");
-    let archive = build_archive(&root, &name, &bin)?;
+    let archive = build_archive(&name, entries)?;
     let archive_path = dist.join(&archive_name);
     fs::write(&archive_path, &archive)
         .map_err(|e| format!("cannot write {}: {e}", archive_path.display()))?;
@@ -78,6 +79,29 @@ pub fn run(args: &[String]) -> Result {
     Ok(())
 }
 
+/// Remove earlier archives from `dist`, and only those: `target/dist/` is also where cargo
+/// keeps the host-side artifacts (build scripts, proc macros) of `--profile dist`, and wiping
+/// it would force a full rebuild every time.
+fn clean(dist: &Path) -> Result {
+    fs::create_dir_all(dist).map_err(|e| format!("cannot create {}: {e}", dist.display()))?;
+    let read = fs::read_dir(dist).map_err(|e| format!("cannot list {}: {e}", dist.display()))?;
+    for item in read {
+        let path = item
+            .map_err(|e| format!("cannot list {}: {e}", dist.display()))?
+            .path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let ours = name.starts_with(&format!("{BIN}-"))
+            && (name.ends_with(".tar.gz") || name.ends_with(".tar.gz.sha256"));
+        if ours && path.is_file() {
+            fs::remove_file(&path).map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// `rustup target add` the musl target unless `rustup target list --installed` has it.
 fn ensure_target() -> Result {
     let installed = util::output(util::cmd("rustup").args(["target", "list", "--installed"]))?;
@@ -87,8 +111,8 @@ fn ensure_target() -> Result {
     util::run(util::cmd("rustup").args(["target", "add", TARGET]))
 }
 
-/// Build the binary; returns its path.
-fn build() -> Result<PathBuf> {
+/// Build the binary at `bin` (its path under the target dir).
+fn build(bin: &Path) -> Result {
     let mut cmd = util::cargo();
     cmd.args([
         "build",
@@ -118,11 +142,10 @@ fn build() -> Result<PathBuf> {
         }
     }
     util::run(&mut cmd)?;
-    let bin = util::target_dir().join(TARGET).join(PROFILE).join(BIN);
     if !bin.is_file() {
         return Err(format!("build succeeded but {} is missing", bin.display()));
     }
-    Ok(bin)
+    Ok(())
 }
 
 /// A file to put in the archive: path inside the top directory, source, mode.
@@ -197,13 +220,12 @@ fn collect(dir: &Path, prefix: &str, out: &mut Vec<Entry>) -> Result {
 }
 
 /// Reproducible tar.gz bytes: `<name>/` plus every entry, fixed owner and mtime.
-fn build_archive(root: &Path, name: &str, bin: &Path) -> Result<Vec<u8>> {
+fn build_archive(name: &str, entries: Vec<Entry>) -> Result<Vec<u8>> {
     let mtime = source_date_epoch();
     let gz = GzEncoder::new(Vec::new(), Compression::best());
     let mut tar = tar::Builder::new(gz);
     let io = |e: std::io::Error| format!("writing the archive: {e}");
 
-    let entries = entries(root, bin)?;
     // Directories first (a BTreeSet sorts parents before children), then the files.
     let mut dirs = std::collections::BTreeSet::from([name.to_string()]);
     for entry in &entries {
