@@ -6,6 +6,8 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod logger;
+pub mod subject;
