@@ -126,14 +126,16 @@ impl<G: Grammar> Decoder<G> {
                     let Some(pos) = self.buf[self.scanned..].iter().position(|&b| b == b'\n')
                     else {
                         self.scanned = self.buf.len();
+                        // Verb first, then length, in both branches: the
+                        // error must not depend on where the input was cut.
+                        if !G::plausible(&self.buf) {
+                            return self.fail(ProtoError::UnknownOperation);
+                        }
                         // Room for the content plus a `\r` still waiting for its `\n`.
                         let over = self.buf.len() > max + 1
                             || self.buf.len() == max + 1 && self.buf[max] != b'\r';
                         if over {
                             return self.fail(ProtoError::MaxControlLineExceeded { limit: max });
-                        }
-                        if !self.buf.is_empty() && !G::plausible(&self.buf) {
-                            return self.fail(ProtoError::UnknownOperation);
                         }
                         return None;
                     };
@@ -144,6 +146,9 @@ impl<G: Grammar> Decoder<G> {
                     } else {
                         nl
                     };
+                    if !G::plausible(&self.buf[..end]) {
+                        return self.fail(ProtoError::UnknownOperation);
+                    }
                     if end > max {
                         return self.fail(ProtoError::MaxControlLineExceeded { limit: max });
                     }

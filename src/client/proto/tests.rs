@@ -366,6 +366,25 @@ fn payload_is_zero_copy_and_shares_one_buffer() {
     assert_eq!(h.as_ptr().wrapping_add(h.len()), p.payload.as_ptr());
 }
 
+const NOISE: &[&[u8]] = &[
+    b"PUB ",
+    b"HPUB ",
+    b"SUB ",
+    b"UNSUB ",
+    b"PING",
+    b"CONNECT {\"headers\":true}",
+    b"a.b",
+    b" ",
+    b"\t",
+    b"1",
+    b"12",
+    b"\r\n",
+    b"\n",
+    b"\r",
+    b"x",
+    b"NATS/1.0\r\n\r\n",
+];
+
 fn stream() -> Vec<u8> {
     let mut v = NOPED.to_vec();
     v.extend_from_slice(
@@ -393,6 +412,16 @@ proptest! {
     #[test]
     fn any_split_yields_the_same_ops(mut cuts in prop::collection::vec(0usize..400, 0..12)) {
         let input = stream();
+        cuts.sort_unstable();
+        prop_assert_eq!(parse_split(&input, &cuts), parse(&input));
+    }
+
+    #[test]
+    fn protocol_shaped_noise_is_split_invariant(
+        parts in prop::collection::vec(prop::sample::select(NOISE), 0..40),
+        mut cuts in prop::collection::vec(0usize..300, 0..6),
+    ) {
+        let input = parts.concat();
         cuts.sort_unstable();
         prop_assert_eq!(parse_split(&input, &cuts), parse(&input));
     }
