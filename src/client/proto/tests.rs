@@ -520,3 +520,33 @@ fn wants_ok() {
         .wants_ok()
     );
 }
+
+/// `cargo test --release --lib client::proto::tests::bench -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn bench_parse_and_encode_small_messages() {
+    let mut input = NOPED.to_vec();
+    for _ in 0..100_000 {
+        encode::publish(
+            &mut input,
+            "mail.node1.queue",
+            None,
+            None,
+            b"0123456789abcdef",
+        );
+    }
+    let start = std::time::Instant::now();
+    let mut p = ClientParser::default();
+    let mut out = Vec::with_capacity(input.len() * 2);
+    for chunk in input.chunks(32 * 1024) {
+        p.feed(chunk);
+        for op in p.by_ref() {
+            if let Ok(Op::Pub(m)) = op {
+                encode::msg(&mut out, &m.subject, "1", None, &m.payload);
+            }
+        }
+        out.clear();
+    }
+    let ns = start.elapsed().as_nanos() as f64 / 100_000.0;
+    println!("parse PUB + encode MSG, 16-byte payload: {ns:.0} ns/msg");
+}
