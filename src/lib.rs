@@ -10,4 +10,5 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod logger;
+pub mod msgc;
 pub mod subject;

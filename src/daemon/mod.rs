@@ -20,6 +20,7 @@ pub use listener::{BindError, Local, Service};
 pub use shutdown::{Drain, DrainGuard, Shutdown, Trigger};
 
 use crate::config::{ConfigPath, Identity, ListenerSettings, Settings};
+use crate::msgc::{Bus, MsgcService};
 
 /// How long connections get to finish after SIGTERM before the process exits.
 const STOP_GRACE: Duration = Duration::from_millis(800);
@@ -88,10 +89,8 @@ async fn serve(
         listener: "ECCluster_Listener",
         reply: b"-ERR 'ECCluster_Listener: the node protocol is not served by this version'\r\n",
     });
-    let msgc: Arc<dyn Service> = Arc::new(placeholder::Placeholder {
-        listener: "msgcserver_listener",
-        reply: b"-ERR 'msgcserver_listener: the msgc protocol is not served by this version'\r\n",
-    });
+    let bus = Arc::new(Bus::new(&settings));
+    let msgc: Arc<dyn Service> = Arc::new(MsgcService(bus.clone()));
     let mut bound = Vec::new();
     for (l, service) in [
         (&settings.eccluster, &eccluster),
@@ -106,6 +105,7 @@ async fn serve(
     let drain = Drain::new();
     for (b, service) in bound {
         log::info!("{}: listening on {}", b.listener, b.local);
+        bus.add_listener(b.listener, b.local.to_string());
         let live = Arc::new(AtomicUsize::new(0));
         let Some(guard) = drain.guard() else { break };
         ex.spawn(listener::accept_loop(

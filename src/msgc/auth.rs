@@ -32,10 +32,9 @@ impl Auth {
             _ => false,
         };
         let user_ok = match (&opts.user, &opts.pass) {
-            (Some(u), Some(p)) => self
-                .users
-                .iter()
-                .fold(false, |ok, (wu, wp)| ok | (ct_eq(wu.as_bytes(), u.as_bytes()) & ct_eq(wp.as_bytes(), p.as_bytes()))),
+            (Some(u), Some(p)) => self.users.iter().fold(false, |ok, (wu, wp)| {
+                ok | (ct_eq(wu.as_bytes(), u.as_bytes()) & ct_eq(wp.as_bytes(), p.as_bytes()))
+            }),
             _ => false,
         };
         token_ok | user_ok

@@ -21,8 +21,7 @@ pub use auth::Auth;
 use router::Router;
 use status::{Counters, Gauges, ListenerStatus, Status};
 
-/// Requests to this subject are answered with the node's status as JSON.
-pub const STATUS_SUBJECT: &str = "$MSGC.STATUS";
+pub use router::STATUS_SUBJECT;
 
 /// Every bound a client connection lives under.
 #[derive(Clone, Copy, Debug)]
@@ -137,7 +136,9 @@ impl Bus {
             tls_required: None,
             msgc_private_name: Some(private_name.to_owned()),
         };
-        proto::encode_info(&info)
+        let mut out = Vec::with_capacity(512);
+        proto::encode::info(&mut out, &info);
+        out
     }
 
     pub fn status(&self, router: &Router) -> Status {
@@ -173,7 +174,13 @@ impl Service for MsgcService {
         local: Local,
         shutdown: Shutdown,
     ) -> futures_lite::future::Boxed<()> {
-        Box::pin(session::serve(self.0.clone(), conn, remote, local, shutdown))
+        Box::pin(session::serve(
+            self.0.clone(),
+            conn,
+            remote,
+            local,
+            shutdown,
+        ))
     }
 
     fn refusal(&self) -> &'static [u8] {

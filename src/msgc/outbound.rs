@@ -244,11 +244,19 @@ mod tests {
     fn take(o: &Outbound) -> Option<Vec<u8>> {
         let mut b = Batch::default();
         future::block_on(future::poll_fn(|cx| o.poll_take(cx, &mut b)))?;
-        Some(b.slices(0, usize::MAX).iter().flat_map(|s| s.to_vec()).collect())
+        Some(
+            b.slices(0, usize::MAX)
+                .iter()
+                .flat_map(|s| s.to_vec())
+                .collect(),
+        )
     }
 
     fn limits(max_bytes: usize, max_msgs: usize) -> Limits {
-        Limits { max_bytes, max_msgs }
+        Limits {
+            max_bytes,
+            max_msgs,
+        }
     }
 
     #[test]
@@ -256,10 +264,18 @@ mod tests {
         let o = Outbound::new(limits(1 << 20, 100));
         let big = Bytes::from(vec![b'x'; INLINE_MAX]);
         let small = Bytes::from_static(b"hi");
-        o.push_msg(Frame { head: b"MSG a 1 512\r\n", body: Some(&big), tail: b"\r\n" })
-            .unwrap();
-        o.push_msg(Frame { head: b"MSG a 1 2\r\n", body: Some(&small), tail: b"\r\n" })
-            .unwrap();
+        o.push_msg(Frame {
+            head: b"MSG a 1 512\r\n",
+            body: Some(&big),
+            tail: b"\r\n",
+        })
+        .unwrap();
+        o.push_msg(Frame {
+            head: b"MSG a 1 2\r\n",
+            body: Some(&small),
+            tail: b"\r\n",
+        })
+        .unwrap();
         o.push_control(b"PONG\r\n").unwrap();
         let out = take(&o).unwrap();
         let mut want = b"MSG a 1 512\r\n".to_vec();
@@ -274,11 +290,25 @@ mod tests {
         // Exactly at the limit is fine; one byte over is not.
         let o = Outbound::new(limits(10, 100));
         let p = Bytes::from_static(b"12345");
-        o.push_msg(Frame { head: b"", body: Some(&p), tail: b"" }).unwrap();
-        o.push_msg(Frame { head: b"", body: Some(&p), tail: b"" }).unwrap();
+        o.push_msg(Frame {
+            head: b"",
+            body: Some(&p),
+            tail: b"",
+        })
+        .unwrap();
+        o.push_msg(Frame {
+            head: b"",
+            body: Some(&p),
+            tail: b"",
+        })
+        .unwrap();
         let one = Bytes::from_static(b"1");
         assert_eq!(
-            o.push_msg(Frame { head: b"", body: Some(&one), tail: b"" }),
+            o.push_msg(Frame {
+                head: b"",
+                body: Some(&one),
+                tail: b""
+            }),
             Err(Closed::SlowConsumer)
         );
         // Nothing more is queued, and the queue reports the reason.
@@ -292,20 +322,42 @@ mod tests {
         let o = Outbound::new(limits(1 << 20, 2));
         let p = Bytes::from_static(b"x");
         for _ in 0..2 {
-            o.push_msg(Frame { head: b"", body: Some(&p), tail: b"" }).unwrap();
+            o.push_msg(Frame {
+                head: b"",
+                body: Some(&p),
+                tail: b"",
+            })
+            .unwrap();
         }
         // Control lines never count as messages.
         o.push_control(b"PONG\r\n").unwrap();
-        assert!(o.push_msg(Frame { head: b"", body: Some(&p), tail: b"" }).is_err());
+        assert!(
+            o.push_msg(Frame {
+                head: b"",
+                body: Some(&p),
+                tail: b""
+            })
+            .is_err()
+        );
     }
 
     #[test]
     fn draining_frees_room_and_close_ends_after_the_rest() {
         let o = Outbound::new(limits(4, 100));
         let p = Bytes::from_static(b"abcd");
-        o.push_msg(Frame { head: b"", body: Some(&p), tail: b"" }).unwrap();
+        o.push_msg(Frame {
+            head: b"",
+            body: Some(&p),
+            tail: b"",
+        })
+        .unwrap();
         assert_eq!(take(&o).unwrap(), b"abcd");
-        o.push_msg(Frame { head: b"", body: Some(&p), tail: b"" }).unwrap();
+        o.push_msg(Frame {
+            head: b"",
+            body: Some(&p),
+            tail: b"",
+        })
+        .unwrap();
         o.close();
         assert_eq!(take(&o).unwrap(), b"abcd");
         assert_eq!(take(&o), None);
@@ -315,7 +367,12 @@ mod tests {
     fn slices_skip_partially_written_bytes() {
         let o = Outbound::new(limits(1 << 20, 100));
         let big = Bytes::from(vec![b'y'; INLINE_MAX]);
-        o.push_msg(Frame { head: b"AB", body: Some(&big), tail: b"CD" }).unwrap();
+        o.push_msg(Frame {
+            head: b"AB",
+            body: Some(&big),
+            tail: b"CD",
+        })
+        .unwrap();
         let mut b = Batch::default();
         future::block_on(future::poll_fn(|cx| o.poll_take(cx, &mut b))).unwrap();
         assert_eq!(b.len(), 4 + INLINE_MAX);

@@ -12,13 +12,12 @@ use bytes::Bytes;
 use super::groups::{self, Groups};
 use super::outbound::{Closed, Frame, Limits, Outbound};
 use super::status::Counters;
+use crate::client::proto::encode::push_u64;
+use crate::client::proto::headers::{self, MSGC_SENDER, NO_RESPONDERS};
 use crate::subject::{Matches, QueuePicker, SubjectIndex};
 
-/// The header that names a delivered message's sender.
-pub const SENDER_HEADER: &str = "Msgc-Sender";
-
-/// The no-responders status block (NATS `503`).
-const NO_RESPONDERS: &[u8] = b"NATS/1.0 503\r\n\r\n";
+/// Requests to this subject are answered by the daemon with its status as JSON.
+pub const STATUS_SUBJECT: &str = "$MSGC.STATUS";
 
 /// What the routing side knows of one connection; shared with its session.
 #[derive(Debug)]
@@ -271,9 +270,16 @@ impl Router {
                 exhausted.push(sub.clone());
             }
             let result = if c.headers.load(Ordering::Relaxed) {
-                let hdr = sender_headers
-                    .get_or_insert_with(|| with_sender(msg.headers, msg.sender));
-                encode_hmsg_head(&mut self.head, msg.subject, &sub.sid, msg.reply, hdr.len(), msg.payload.len());
+                let hdr =
+                    sender_headers.get_or_insert_with(|| with_sender(msg.headers, msg.sender));
+                encode_hmsg_head(
+                    &mut self.head,
+                    msg.subject,
+                    &sub.sid,
+                    msg.reply,
+                    hdr.len(),
+                    msg.payload.len(),
+                );
                 self.head.extend_from_slice(hdr);
                 c.out.push_msg(Frame {
                     head: &self.head,
@@ -281,7 +287,13 @@ impl Router {
                     tail: b"\r\n",
                 })
             } else {
-                encode_msg_head(&mut self.head, msg.subject, &sub.sid, msg.reply, msg.payload.len());
+                encode_msg_head(
+                    &mut self.head,
+                    msg.subject,
+                    &sub.sid,
+                    msg.reply,
+                    msg.payload.len(),
+                );
                 c.out.push_msg(Frame {
                     head: &self.head,
                     body: Some(msg.payload),
@@ -311,7 +323,8 @@ impl Router {
             }
             self.drop_sub(&sub);
         }
-        let found = !matches.is_empty();
+        // `$MSGC.STATUS` always has a responder: the daemon itself.
+        let found = !matches.is_empty() || msg.subject == STATUS_SUBJECT;
         self.scratch = matches;
         if !found && let Some(reply) = msg.reply {
             self.no_responders(from, reply);
@@ -332,7 +345,14 @@ impl Router {
         let empty = Bytes::new();
         for sub in subs.by_sid.values() {
             if crate::subject::pattern_matches(&sub.subject, reply) {
-                encode_hmsg_head(&mut self.head, reply, &sub.sid, None, NO_RESPONDERS.len(), 0);
+                encode_hmsg_head(
+                    &mut self.head,
+                    reply,
+                    &sub.sid,
+                    None,
+                    NO_RESPONDERS.len(),
+                    0,
+                );
                 self.head.extend_from_slice(NO_RESPONDERS);
                 let _ = client.out.push_msg(Frame {
                     head: &self.head,
@@ -346,39 +366,26 @@ impl Router {
 }
 
 /// The header block delivered to header-capable clients: the publisher's
-/// headers (if any) plus `Msgc-Sender`.
+/// headers (if any) plus `Msgc-Sender`. A malformed block from the publisher
+/// is replaced rather than forwarded.
 fn with_sender(headers: Option<&[u8]>, sender: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(headers.map_or(0, <[u8]>::len) + 48);
-    match headers {
-        Some(h) if h.ends_with(b"\r\n\r\n") => {
-            out.extend_from_slice(&h[..h.len() - 2]);
-        }
-        _ => out.extend_from_slice(b"NATS/1.0\r\n"),
-    }
-    out.extend_from_slice(SENDER_HEADER.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(sender.as_bytes());
-    out.extend_from_slice(b"\r\n\r\n");
-    out
+    headers::with_header(headers, MSGC_SENDER, sender)
+        .or_else(|_| headers::with_header(None, MSGC_SENDER, sender))
+        .unwrap_or_default()
 }
 
 fn push_num(buf: &mut Vec<u8>, n: usize) {
-    let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    buf.extend_from_slice(&tmp[i..]);
+    push_u64(buf, n as u64);
 }
 
 /// `MSG <subject> <sid> [reply] <#bytes>\r\n`
-pub fn encode_msg_head(buf: &mut Vec<u8>, subject: &str, sid: &str, reply: Option<&str>, len: usize) {
+pub fn encode_msg_head(
+    buf: &mut Vec<u8>,
+    subject: &str,
+    sid: &str,
+    reply: Option<&str>,
+    len: usize,
+) {
     buf.clear();
     buf.extend_from_slice(b"MSG ");
     buf.extend_from_slice(subject.as_bytes());

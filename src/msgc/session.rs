@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt, future};
+use futures_lite::{AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt, future};
 use smol::Timer;
 
 use super::Bus;
 use super::outbound::{Batch, Closed};
 use super::router::{Client, Message};
 use super::status::Counters;
-use crate::client::proto::{self, ClientOp, ConnectOptions, ProtoError, text};
+use crate::client::proto::{self, ConnectOptions, Op, ProtoError, Publish, text};
 use crate::daemon::{Conn, Local, Remote, Shutdown};
 
 /// Read buffer size: many frames per syscall.
@@ -46,7 +46,10 @@ pub async fn serve(bus: Arc<Bus>, conn: Conn, remote: Remote, local: Local, shut
         active: AtomicBool::new(false),
         connected: AtomicBool::new(false),
     };
-    log::debug!("msgc client {} connected from {remote}", shared.client.private_name);
+    log::debug!(
+        "msgc client {} connected from {remote}",
+        shared.client.private_name
+    );
 
     let reader = read_half(&bus, &shared, conn.clone(), &remote);
     let writer = write_half(&shared, conn.clone());
@@ -59,7 +62,11 @@ pub async fn serve(bus: Arc<Bus>, conn: Conn, remote: Remote, local: Local, shut
     };
     // The writer decides when the connection ends: after the reader closed the
     // queue (EOF, error, stale) and what was queued is written.
-    future::zip(reader.or(stop), writer).or(keepalive).await;
+    async {
+        future::zip(reader.or(stop), writer).await;
+    }
+    .or(keepalive)
+    .await;
     conn.shutdown();
     bus.router().remove_client(id);
     log::debug!("msgc client {} closed", shared.client.private_name);
@@ -118,33 +125,50 @@ async fn read_half(bus: &Bus, shared: &Shared, mut conn: Conn, remote: &Remote) 
                     continue;
                 }
             };
-            if !shared.connected.load(Ordering::Relaxed) && !matches!(op, ClientOp::Connect(_)) {
-                // Momentum's clients and every NATS library send CONNECT first.
-                if bus.auth.required() {
-                    fail(shared, text::AUTHORIZATION_VIOLATION);
-                    return;
-                }
+            if !shared.connected.load(Ordering::Relaxed)
+                && bus.auth.required()
+                && !matches!(op, Op::Connect(_) | Op::Ping | Op::Pong)
+            {
+                // With credentials configured nothing is served before CONNECT.
+                fail(shared, text::AUTHORIZATION_VIOLATION);
+                return;
             }
             match op {
-                ClientOp::Connect(opts) => {
+                Op::Connect(opts) => {
                     if !connect(bus, shared, &opts, remote) {
                         return;
                     }
                     connect_deadline = None;
-                    parser.set_pedantic(opts.pedantic);
                 }
-                ClientOp::Ping => {
+                Op::Ok | Op::Info(_) => {}
+                Op::Err(e) => {
+                    // As nats-server: a client reporting an error is closed.
+                    log::info!(
+                        "msgc client {} sent -ERR {e}; closing",
+                        shared.client.private_name
+                    );
+                    shared.client.out.close();
+                    return;
+                }
+                Op::Ping => {
                     let _ = shared.client.out.push_control(b"PONG\r\n");
                 }
-                ClientOp::Pong => {
+                Op::Pong => {
                     shared.pings_out.store(0, Ordering::Relaxed);
                 }
-                ClientOp::Sub { subject, queue, sid } => {
+                Op::Sub {
+                    subject,
+                    queue,
+                    sid,
+                } => {
                     let r = router.get_or_insert_with(|| bus.router());
                     match r.subscribe(shared.client.id, &subject, queue.as_deref(), &sid) {
                         Ok(()) => ok(shared),
                         Err(super::router::SubError::InvalidSubject) => {
-                            let _ = shared.client.out.push_control(&err_line(text::INVALID_SUBJECT));
+                            let _ = shared
+                                .client
+                                .out
+                                .push_control(&err_line(text::INVALID_SUBJECT));
                         }
                         Err(super::router::SubError::TooMany { limit }) => {
                             log::info!(
@@ -158,17 +182,17 @@ async fn read_half(bus: &Bus, shared: &Shared, mut conn: Conn, remote: &Remote) 
                         }
                     }
                 }
-                ClientOp::Unsub { sid, max } => {
+                Op::Unsub { sid, max } => {
                     let r = router.get_or_insert_with(|| bus.router());
                     r.unsubscribe(shared.client.id, &sid, max);
                     ok(shared);
                 }
-                ClientOp::Pub {
+                Op::Pub(Publish {
                     subject,
                     reply,
                     headers,
                     payload,
-                } => {
+                }) => {
                     Counters::add(&bus.counters.msgs_in, 1);
                     let r = router.get_or_insert_with(|| bus.router());
                     let msg = Message {
@@ -205,10 +229,7 @@ fn ok(shared: &Shared) {
 }
 
 fn report(shared: &Shared, e: &ProtoError, remote: &Remote) {
-    log::info!(
-        "msgc client {} ({remote}): {e}",
-        shared.client.private_name
-    );
+    log::info!("msgc client {} ({remote}): {e}", shared.client.private_name);
     let _ = shared.client.out.push_control(&err_line(e.err_text()));
 }
 
@@ -223,7 +244,8 @@ fn connect(bus: &Bus, shared: &Shared, opts: &ConnectOptions, remote: &Remote) -
     let c = &shared.client;
     c.headers.store(opts.headers, Ordering::Relaxed);
     c.echo.store(opts.echo, Ordering::Relaxed);
-    c.no_responders.store(opts.no_responders && opts.headers, Ordering::Relaxed);
+    c.no_responders
+        .store(opts.no_responders && opts.headers, Ordering::Relaxed);
     c.verbose.store(opts.verbose, Ordering::Relaxed);
     shared.connected.store(true, Ordering::Relaxed);
     ok(shared);
@@ -263,7 +285,9 @@ async fn write_batch(conn: &mut Conn, batch: &Batch) -> std::io::Result<()> {
     let mut done = 0;
     while done < total {
         let slices = batch.slices(done, 1024);
-        let n = future::poll_fn(|cx| std::pin::Pin::new(&mut *conn).poll_write_vectored(cx, &slices)).await?;
+        let n =
+            future::poll_fn(|cx| std::pin::Pin::new(&mut *conn).poll_write_vectored(cx, &slices))
+                .await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }

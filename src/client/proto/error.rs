@@ -16,6 +16,7 @@ pub mod text {
     pub const SLOW_CONSUMER: &str = "Slow Consumer";
     pub const STALE_CONNECTION: &str = "Stale Connection";
     pub const MAX_CONNECTIONS_EXCEEDED: &str = "maximum connections exceeded";
+    pub const MAX_SUBSCRIPTIONS_EXCEEDED: &str = "maximum subscriptions exceeded";
     pub const PERMISSIONS_VIOLATION_PUBLISH: &str = "Permissions Violation for Publish";
     pub const PERMISSIONS_VIOLATION_SUBSCRIPTION: &str = "Permissions Violation for Subscription";
 }
