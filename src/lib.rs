@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod bench;
 pub mod logger;
 pub mod msgc;
 pub mod subject;
