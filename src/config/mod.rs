@@ -7,5 +7,3 @@
 mod settings;
 
 pub use settings::*;
-mod stub;
-pub use stub::*;
