@@ -1,0 +1,107 @@
+//! `Settings::describe`: what `ecclusterd check` prints.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use super::settings::{ListenAddr, ListenerSettings, MsgcCommon, Settings};
+
+impl Settings {
+    /// A plain, readable summary of the resolved configuration.
+    pub fn describe(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(o, "node: {}", self.node);
+        if let Some(a) = &self.nodeaddr {
+            let _ = writeln!(o, "node address: {a}");
+        }
+        let _ = writeln!(o, "files read:");
+        for f in &self.files {
+            let _ = writeln!(o, "  {}", f.display());
+        }
+        listener(&mut o, &self.eccluster);
+        listener(&mut o, &self.msgcserver);
+
+        let s = &self.server;
+        let _ = writeln!(o, "msgc_server: {}, port {}", on(s.enabled), s.port);
+        if s.peers.is_empty() {
+            let _ = writeln!(o, "  peers: none (single node)");
+        } else {
+            let _ = writeln!(o, "  peers:");
+            for p in &s.peers {
+                let host = if p.host.contains(':') {
+                    format!("[{}]", p.host)
+                } else {
+                    p.host.clone()
+                };
+                let me = if p.name == self.node {
+                    "  (this node)"
+                } else {
+                    ""
+                };
+                let _ = writeln!(o, "    {} {}:{}{me}", p.name, host, p.port);
+            }
+        }
+        common(&mut o, &s.common);
+
+        let c = &self.client;
+        let _ = writeln!(o, "msgc_client: {}", on(c.enabled));
+        let _ = writeln!(o, "  servers: {}", c.servers.join(" "));
+        if let Some(b) = &c.bind_address {
+            let _ = writeln!(o, "  bind_address: {b}");
+        }
+        common(&mut o, &c.common);
+        o
+    }
+}
+
+fn on(b: bool) -> &'static str {
+    if b { "enabled" } else { "disabled" }
+}
+
+fn listener(o: &mut String, l: &ListenerSettings) {
+    if l.sockets.is_empty() {
+        let _ = writeln!(o, "{}: not listening", l.name);
+        return;
+    }
+    let _ = writeln!(o, "{}:", l.name);
+    for s in &l.sockets {
+        let buf = |b: Option<u32>| b.map_or("OS".to_owned(), |n| n.to_string());
+        let max = match s.max_connections {
+            0 => "unlimited".to_owned(),
+            n => n.to_string(),
+        };
+        let _ = write!(
+            o,
+            "  {}  backlog {}, nodelay {}, recv buffer {}, send buffer {}, max connections {}",
+            s.addr,
+            s.backlog,
+            s.nodelay,
+            buf(s.recv_buffer),
+            buf(s.send_buffer),
+            max
+        );
+        if matches!(s.addr, ListenAddr::Unix(_)) {
+            let _ = write!(o, ", file mode {:04o}", s.file_mode);
+        }
+        let _ = writeln!(o, "  [{}]", s.origin);
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
+fn common(o: &mut String, c: &MsgcCommon) {
+    let _ = writeln!(
+        o,
+        "  connect_timeout {}, idle_timeout {}, keepalive_interval {}, reconnect_interval {}",
+        secs(c.connect_timeout),
+        secs(c.idle_timeout),
+        secs(c.keepalive_interval),
+        secs(c.reconnect_interval)
+    );
+    let _ = writeln!(
+        o,
+        "  max_backlog {}, messages_per_iter {}, tcpbuf_size {}, debug_level {}",
+        c.max_backlog, c.messages_per_iter, c.tcpbuf_size, c.debug_level
+    );
+}

@@ -1,0 +1,339 @@
+//! Typed scopes → [`Settings`]: defaults, Listen → listener → default
+//! fallback, address parsing, node identity and cross-checks. Takes its
+//! inputs as arguments (no environment reads) so it is testable.
+
+use std::time::Duration;
+
+use super::Identity;
+use super::de::{Seconds, Spanned};
+use super::diag::{Diag, Files, Pos};
+use super::listen_addr::{LISTEN_FORMS, parse_host_port, parse_listen};
+use super::schema::{Config, ListenOpts, Listener, MsgcClient, MsgcServer};
+use super::settings::{
+    ListenAddr, ListenerSettings, MsgcClientSettings, MsgcCommon, MsgcServerSettings, Peer,
+    Settings, SocketSettings,
+};
+
+/// Momentum's debug levels.
+pub(crate) const DEBUG_LEVELS: [&str; 6] =
+    ["DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL"];
+
+/// Default sockets when a listener scope is absent (Momentum's ports).
+const ECCLUSTER_DEFAULT: ListenAddr = ListenAddr::Any { port: 4802 };
+const MSGCSERVER_DEFAULT: ListenAddr = ListenAddr::Any { port: 4809 };
+
+pub(crate) fn resolve(cfg: Config, id: &Identity, files: &Files) -> Result<Settings, Diag> {
+    let cluster = cfg.cluster.unwrap_or_default();
+    if let Some(d) = cluster.debug_level.clone() {
+        debug_level(Some(d))?;
+    }
+    let node = node_name(id, cluster.nodename.as_ref())?;
+
+    let mut seen: Vec<(ListenAddr, Pos)> = Vec::new();
+    let eccluster = listener(
+        "ECCluster_Listener",
+        cfg.eccluster_listener.as_ref(),
+        ECCLUSTER_DEFAULT,
+        files,
+        &mut seen,
+    )?;
+    let msgcserver = listener(
+        "msgcserver_listener",
+        cfg.msgcserver_listener.as_ref(),
+        MSGCSERVER_DEFAULT,
+        files,
+        &mut seen,
+    )?;
+
+    let server = server(cfg.msgc_server.unwrap_or_default(), &node)?;
+    check_port(&server, &msgcserver, cfg.msgcserver_listener.as_ref())?;
+    let client = client(cfg.msgc_client.unwrap_or_default(), server.0.port)?;
+
+    Ok(Settings {
+        node,
+        nodeaddr: cluster.nodeaddr,
+        eccluster,
+        msgcserver,
+        server: server.0,
+        client,
+        files: files.paths(),
+    })
+}
+
+/// `--node`, `cluster { nodename }`, `EC_NODE_NAME`, host name up to the first dot.
+fn node_name(id: &Identity, nodename: Option<&Spanned<String>>) -> Result<String, Diag> {
+    let (name, pos) = if let Some(n) = &id.cli_node {
+        (n.clone(), None)
+    } else if let Some(n) = nodename {
+        (n.value.clone(), Some(n.pos))
+    } else if let Some(n) = &id.env_node {
+        (n.clone(), None)
+    } else if let Some(h) = &id.hostname {
+        (h.split('.').next().unwrap_or_default().to_owned(), None)
+    } else {
+        return Err(Diag::new(
+            "cannot tell this node's name: give `--node`, set `cluster { nodename = ... }` or EC_NODE_NAME",
+        ));
+    };
+    let name = name.trim().to_lowercase();
+    if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        let d = Diag::new(format!("node name `{name}` must be a non-empty word"));
+        return Err(match pos {
+            Some(p) => d.with_pos(p),
+            None => d,
+        });
+    }
+    Ok(name)
+}
+
+fn debug_level(d: Option<Spanned<String>>) -> Result<String, Diag> {
+    let Some(d) = d else {
+        return Ok("ERROR".to_owned());
+    };
+    let up = d.value.to_ascii_uppercase();
+    if DEBUG_LEVELS.contains(&up.as_str()) {
+        Ok(up)
+    } else {
+        Err(Diag::at(
+            format!(
+                "`debug_level` must be one of {}, found `{}`",
+                DEBUG_LEVELS.join(" "),
+                d.value
+            ),
+            d.pos,
+        ))
+    }
+}
+
+fn listener(
+    name: &'static str,
+    scope: Option<&Spanned<Listener>>,
+    default: ListenAddr,
+    files: &Files,
+    seen: &mut Vec<(ListenAddr, Pos)>,
+) -> Result<ListenerSettings, Diag> {
+    let Some(scope) = scope else {
+        let none = ListenOpts::default();
+        let parent = Listener::default();
+        return Ok(ListenerSettings {
+            name,
+            sockets: vec![socket(default, &none, &parent, "<default>".to_owned())],
+        });
+    };
+    let l = &scope.value;
+    let mut sockets = Vec::new();
+    for (inst, opts) in l.listen.iter().flat_map(|n| n.0.iter()) {
+        let addr = parse_listen(&inst.value).map_err(|why| {
+            Diag::at(format!("bad `Listen` address in `{name}`: {why}"), inst.pos)
+                .help(format!("accepted forms: {LISTEN_FORMS}"))
+        })?;
+        let enabled = opts.enable.or(l.enable).unwrap_or(true) && l.enable.unwrap_or(true);
+        if !enabled {
+            continue;
+        }
+        if let Some((_, first)) = seen.iter().find(|(a, _)| *a == addr) {
+            return Err(Diag::at(
+                format!(
+                    "`Listen \"{}\"` is configured twice (first at line {}, column {})",
+                    inst.value, first.line, first.col
+                ),
+                inst.pos,
+            ));
+        }
+        seen.push((addr.clone(), inst.pos));
+        sockets.push(socket(addr, opts, l, files.origin(inst.key)));
+    }
+    Ok(ListenerSettings { name, sockets })
+}
+
+/// One socket's options: Listen, else listener, else default.
+fn socket(addr: ListenAddr, o: &ListenOpts, l: &Listener, origin: String) -> SocketSettings {
+    let buf = |v: Option<u32>| match v.unwrap_or(4096) {
+        0 => None,
+        n => Some(n),
+    };
+    SocketSettings {
+        addr,
+        backlog: o.listen_backlog.or(l.listen_backlog).unwrap_or(500),
+        nodelay: o
+            .disable_nagle_algorithm
+            .or(l.disable_nagle_algorithm)
+            .unwrap_or(false),
+        recv_buffer: buf(o.tcp_recv_buffer_size.or(l.tcp_recv_buffer_size)),
+        send_buffer: buf(o.tcp_send_buffer_size.or(l.tcp_send_buffer_size)),
+        file_mode: o.file_mode.or(l.file_mode).map_or(0o660, |m| m.0),
+        max_connections: o.max_connections.or(l.max_connections).unwrap_or(10_000),
+        origin,
+    }
+}
+
+macro_rules! common {
+    ($s:expr) => {{
+        let d = MsgcCommon::default();
+        let t = |v: Option<Seconds>, d: Duration| v.map_or(d, |s| s.0);
+        MsgcCommon {
+            connect_timeout: t($s.connect_timeout, d.connect_timeout),
+            idle_timeout: t($s.idle_timeout, d.idle_timeout),
+            keepalive_interval: t($s.keepalive_interval, d.keepalive_interval),
+            max_backlog: $s.max_backlog.unwrap_or(d.max_backlog),
+            messages_per_iter: $s.messages_per_iter.unwrap_or(d.messages_per_iter),
+            reconnect_interval: t($s.reconnect_interval, d.reconnect_interval),
+            tcpbuf_size: $s.tcpbuf_size.unwrap_or(d.tcpbuf_size),
+            debug_level: debug_level($s.debug_level.clone())?,
+        }
+    }};
+}
+
+/// The resolved server, and where `port` was written (if it was).
+fn server(s: MsgcServer, node: &str) -> Result<(MsgcServerSettings, Option<Pos>), Diag> {
+    let common = common!(s);
+    let port = match &s.port {
+        Some(p) if p.value == 0 => {
+            return Err(Diag::at(
+                "`port` expects a port from 1 to 65535, found `0`",
+                p.pos,
+            ));
+        }
+        Some(p) => p.value,
+        None => 4809,
+    };
+    let mut peers: Vec<Peer> = Vec::new();
+    let mut seen: Vec<(String, Pos)> = Vec::new();
+    if let Some(dict) = &s.peers {
+        for (name, addr) in &dict.value.0 {
+            if name.value != name.value.to_lowercase() {
+                return Err(Diag::at(
+                    format!(
+                        "peer names must be lower-case (Momentum requires it): `{}`",
+                        name.value
+                    ),
+                    name.pos,
+                )
+                .help(format!("write `{}`", name.value.to_lowercase())));
+            }
+            if name.value.is_empty() {
+                return Err(Diag::at("peer name is empty", name.pos));
+            }
+            if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name.value) {
+                return Err(Diag::at(
+                    format!(
+                        "duplicate peer `{}` (first at line {}, column {})",
+                        name.value, first.line, first.col
+                    ),
+                    name.pos,
+                ));
+            }
+            seen.push((name.value.clone(), name.pos));
+            let (host, p) = parse_host_port(&addr.value).map_err(|why| {
+                Diag::at(
+                    format!("bad address for peer `{}`: {why}", name.value),
+                    addr.pos,
+                )
+                .help("write `\"host\"`, `\"host:port\"` or `\"[IPv6]:port\"`")
+            })?;
+            peers.push(Peer {
+                name: name.value.clone(),
+                host,
+                port: p.unwrap_or(port),
+            });
+        }
+        if !peers.is_empty() && !peers.iter().any(|p| p.name == node) {
+            let names: Vec<&str> = peers.iter().map(|p| p.name.as_str()).collect();
+            return Err(Diag::at(
+                format!(
+                    "this node `{node}` is not in `peers` (which has: {})",
+                    names.join(", ")
+                ),
+                dict.key,
+            )
+            .help("add it to `peers`, or name the node with `--node`, `cluster { nodename }` or EC_NODE_NAME"));
+        }
+    }
+    Ok((
+        MsgcServerSettings {
+            enabled: s.enabled.unwrap_or(true),
+            peers,
+            port,
+            common,
+        },
+        s.port.as_ref().map(|p| p.key),
+    ))
+}
+
+/// Momentum: msgc_server `port` must match the msgcserver_listener Listen port.
+fn check_port(
+    server: &(MsgcServerSettings, Option<Pos>),
+    listener: &ListenerSettings,
+    scope: Option<&Spanned<Listener>>,
+) -> Result<(), Diag> {
+    let ports: Vec<u16> = listener
+        .sockets
+        .iter()
+        .filter_map(|s| match &s.addr {
+            ListenAddr::Any { port } | ListenAddr::AnyV6 { port } => Some(*port),
+            ListenAddr::Ip(a) => Some(a.port()),
+            ListenAddr::Unix(_) => None,
+        })
+        .collect();
+    let port = server.0.port;
+    if ports.is_empty() || ports.contains(&port) {
+        return Ok(());
+    }
+    let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+    let (msg, pos) = match server.1 {
+        Some(p) => (
+            format!(
+                "msgc_server `port = {port}` must match a `msgcserver_listener` Listen port (it listens on {})",
+                list.join(", ")
+            ),
+            Some(p),
+        ),
+        None => (
+            format!(
+                "`msgcserver_listener` listens on {} but msgc_server uses port {port} (the default): they must match",
+                list.join(", ")
+            ),
+            scope.map(|s| s.key),
+        ),
+    };
+    let d = Diag::new(msg).help("set `msgc_server { port = ... }` to the Listen port");
+    Err(match pos {
+        Some(p) => d.with_pos(p),
+        None => d,
+    })
+}
+
+fn client(c: MsgcClient, port: u16) -> Result<MsgcClientSettings, Diag> {
+    let common = common!(c);
+    let servers = match &c.server {
+        None => vec![format!("127.0.0.1:{port}")],
+        Some(list) if list.value.is_empty() => {
+            return Err(Diag::at(
+                "`server` needs at least one \"host:port\"",
+                list.pos,
+            ));
+        }
+        Some(list) => list
+            .value
+            .iter()
+            .map(|s| {
+                let (host, p) = parse_host_port(&s.value).map_err(|why| {
+                    Diag::at(format!("bad msgc_client `server`: {why}"), s.pos)
+                        .help("write `\"host:port\"` or `\"[IPv6]:port\"`")
+                })?;
+                let p = p.unwrap_or(port);
+                Ok(if host.contains(':') {
+                    format!("[{host}]:{p}")
+                } else {
+                    format!("{host}:{p}")
+                })
+            })
+            .collect::<Result<Vec<_>, Diag>>()?,
+    };
+    Ok(MsgcClientSettings {
+        enabled: c.enabled.unwrap_or(true),
+        servers,
+        bind_address: c.bind_address,
+        common,
+    })
+}
