@@ -46,7 +46,12 @@ pub(crate) struct Token {
 
 /// Characters that end a bare word.
 pub(crate) fn is_special(c: char) -> bool {
-    c.is_whitespace() || matches!(c, '#' | '"' | '=' | '{' | '}' | '[' | ']' | '(' | ')')
+    is_space(c) || matches!(c, '#' | '"' | '=' | '{' | '}' | '[' | ']' | '(' | ')')
+}
+
+/// Whitespace, counting a byte-order mark (anywhere) as blank.
+fn is_space(c: char) -> bool {
+    c.is_whitespace() || c == '\u{feff}'
 }
 
 struct Cursor<'a> {
@@ -92,7 +97,7 @@ impl Cursor<'_> {
 /// Splits `text` into tokens, ending with `Tok::Eof`.
 pub(crate) fn lex(text: &str, file: u32) -> Result<Vec<Token>, Diag> {
     let mut c = Cursor {
-        rest: text.strip_prefix('\u{feff}').unwrap_or(text),
+        rest: text,
         file,
         line: 1,
         col: 1,
@@ -120,7 +125,7 @@ pub(crate) fn lex(text: &str, file: u32) -> Result<Vec<Token>, Diag> {
         if let Some(tok) = punct {
             c.bump();
             out.push(Token { tok, pos: start });
-        } else if ch.is_whitespace() {
+        } else if is_space(ch) {
             c.bump();
         } else if ch == '#' {
             while let Some(x) = c.peek() {
@@ -286,6 +291,11 @@ mod tests {
         assert_eq!((p.line, p.col), (1, 5));
         assert!(lex("\"abc", 0).is_err());
         assert!(lex("\"abc\\", 0).is_err());
+    }
+
+    #[test]
+    fn byte_order_marks_are_blank() {
+        assert_eq!(toks("\u{feff}a\u{feff}b"), vec![w("a"), w("b"), Tok::Eof]);
     }
 
     #[test]
