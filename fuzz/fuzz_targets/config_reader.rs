@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
     // shipped msgc_server.conf, or a directory of two small files.
     let src = MemSource::new()
         .with("etc/main.conf", text)
-        .with("etc/msgc_server.conf", include_str!("../../conf/msgc_server.conf"))
+        .with(
+            "etc/msgc_server.conf",
+            include_str!("../../conf/msgc_server.conf"),
+        )
         .with("etc/d/a.conf", "msgc_client { }")
         .with("etc/d/b.conf", "cluster { nodename = node1 }");
     let id = Identity {

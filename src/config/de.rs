@@ -547,7 +547,7 @@ fn unknown(written: &str, pos: Pos, node: &Node<'_>, fields: &[&str], what: Opti
 
 /// The closest known name, when close enough to be a typo.
 pub(crate) fn did_you_mean<'f>(name: &str, known: &[&'f str]) -> Option<&'f str> {
-    let limit = (name.chars().count() + 2) / 3;
+    let limit = name.chars().count().div_ceil(3);
     known
         .iter()
         .map(|k| (edit_distance(name, k), *k))
