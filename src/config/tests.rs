@@ -274,3 +274,49 @@ fn locate_order() {
         ConfigPath::File("conf/ecelerity-cluster.conf".into())
     );
 }
+
+#[test]
+fn directory_include_on_disk() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = dir.path();
+    let write = |p: &str, t: &str| {
+        let p = root.join(p);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::fs::write(p, t).unwrap_or_else(|e| panic!("{e}"));
+    };
+    write("main.conf", "include \"conf.d\"\n");
+    write("conf.d/20-late.conf", "msgc_server { idle_timeout = 9 }\n");
+    write(
+        "conf.d/10-early.conf",
+        "msgc_server { idle_timeout = 1 keepalive_interval = 2 }\n",
+    );
+    write("conf.d/.hidden.conf", "this would not parse {\n");
+    write("conf.d/sub/x.conf", "nor this {\n");
+    let s =
+        load(&ConfigPath::File(root.join("main.conf")), &id("n")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.server.common.idle_timeout, Duration::from_secs(9));
+    assert_eq!(s.server.common.keepalive_interval, Duration::from_secs(2));
+    let names: Vec<String> = s
+        .files
+        .iter()
+        .filter_map(|f| f.file_name().and_then(|n| n.to_str()).map(str::to_owned))
+        .collect();
+    assert_eq!(names, ["main.conf", "10-early.conf", "20-late.conf"]);
+    // A cycle through a directory include is caught too.
+    write("conf.d/30-loop.conf", "include \"../main.conf\"\n");
+    let e = load(&ConfigPath::File(root.join("main.conf")), &id("n")).unwrap_err();
+    assert!(e.message().starts_with("include cycle: "), "{e}");
+}
+
+#[test]
+fn limits_and_suggestions() {
+    let big = "#".repeat(MAX_FILE_SIZE as usize + 1);
+    let e = load_text(&big, &id("n")).unwrap_err();
+    assert!(e.message().contains("larger than 16 MiB"), "{e}");
+    let e = err("ECCluster_Listner { }");
+    assert_eq!(e.help()[0], "did you mean `eccluster_listener`?");
+    let e = err("msgc_client { sever = ( a:1 ) }");
+    assert_eq!(e.help()[0], "did you mean `server`?");
+}
