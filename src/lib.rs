@@ -5,11 +5,11 @@
 //! clocks and the executor.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
-pub mod bench;
 pub mod logger;
 pub mod msgc;
 pub mod subject;

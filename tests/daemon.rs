@@ -118,13 +118,15 @@ fn sighup_reports_changes_and_keeps_running_on_a_bad_file() {
     let conf = node.path("ecclusterd.conf");
     std::fs::write(
         &conf,
-        single_node_conf(
-            "msgc_server { peers = [ node1 = \"127.0.0.1\" node2 = \"127.0.0.2\" ] port = 0 }",
-        ),
+        r#"
+cluster { nodename = "node1" }
+ECCluster_Listener { Listen "127.0.0.1:0" { } }
+msgcserver_listener { Listen "127.0.0.1:0" { } Listen "127.0.0.2:0" { } }
+"#,
     )
     .unwrap();
     node.signal("HUP");
-    node.wait_for_log("peer node2 added");
+    node.wait_for_log(r#"msgcserver_listener: Listen "127.0.0.2:0" added"#);
     std::fs::write(&conf, "msgc_server { port = }").unwrap();
     node.signal("HUP");
     node.wait_for_log("configuration not reloaded");

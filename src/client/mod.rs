@@ -1,2 +1,2 @@
-pub mod proto;
 pub mod conn;
+pub mod proto;

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::settings::{ListenAddr, ListenerSettings, MsgcCommon, Settings};
+use super::settings::{BusSettings, ListenAddr, ListenerSettings, MsgcCommon, Settings};
 
 impl Settings {
     /// A plain, readable summary of the resolved configuration.
@@ -41,6 +41,7 @@ impl Settings {
             }
         }
         common(&mut o, &s.common);
+        bus(&mut o, &s.bus);
 
         let c = &self.client;
         let _ = writeln!(o, "msgc_client: {}", on(c.enabled));
@@ -84,6 +85,27 @@ fn listener(o: &mut String, l: &ListenerSettings) {
         }
         let _ = writeln!(o, "  [{}]", s.origin);
     }
+}
+
+fn bus(o: &mut String, b: &BusSettings) {
+    let subs = match b.max_subscriptions {
+        0 => "unlimited".to_owned(),
+        n => n.to_string(),
+    };
+    let _ = writeln!(
+        o,
+        "  clients: max_payload {}, max_control_line {}, max_pending {}, max_subscriptions {}, auth {}",
+        b.max_payload,
+        b.max_control_line,
+        b.max_pending,
+        subs,
+        match (&b.auth_token, b.users.len()) {
+            (None, 0) => "none".to_owned(),
+            (Some(_), 0) => "token".to_owned(),
+            (None, n) => format!("{n} user(s)"),
+            (Some(_), n) => format!("token or {n} user(s)"),
+        }
+    );
 }
 
 fn secs(d: Duration) -> String {

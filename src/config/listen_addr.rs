@@ -10,7 +10,9 @@ pub(crate) const LISTEN_FORMS: &str = "`*:PORT`, `:PORT`, `[*]:PORT`, `[::]:PORT
 
 /// Parses `"*:4802"`, `":4809"`, `"[*]:4802"`, `"[::]:4802"`,
 /// `"1.2.3.4:4802"`, `"[::1]:4802"`, `"/path"`. Host names are refused:
-/// Momentum documents none, and binding must not depend on DNS.
+/// Momentum documents none, and binding must not depend on DNS. Port 0 asks
+/// the kernel for a free port (the bound one is logged): for tests and for
+/// standalone nodes nobody dials.
 pub(crate) fn parse_listen(s: &str) -> Result<ListenAddr, String> {
     if s.starts_with('/') {
         return Ok(ListenAddr::Unix(PathBuf::from(s)));
@@ -18,7 +20,10 @@ pub(crate) fn parse_listen(s: &str) -> Result<ListenAddr, String> {
     let Some((host, port)) = s.rsplit_once(':') else {
         return Err(format!("`{s}` has no port"));
     };
-    let port = parse_port(port).ok_or_else(|| format!("bad port in `{s}`"))?;
+    let port = match port {
+        "0" => 0,
+        p => parse_port(p).ok_or_else(|| format!("bad port in `{s}`"))?,
+    };
     match host {
         "" | "*" => Ok(ListenAddr::Any { port }),
         "[*]" | "[::]" => Ok(ListenAddr::AnyV6 { port }),
@@ -119,6 +124,10 @@ mod tests {
             Ok(ListenAddr::Ip("[::c0a8:1]:25".parse().unwrap()))
         );
         assert_eq!(
+            parse_listen("127.0.0.1:0"),
+            Ok(ListenAddr::Ip("127.0.0.1:0".parse().unwrap()))
+        );
+        assert_eq!(
             parse_listen("/tmp/x"),
             Ok(ListenAddr::Unix("/tmp/x".into()))
         );
@@ -126,7 +135,7 @@ mod tests {
             "4802",
             "*",
             "*:",
-            "*:0",
+            "*:00",
             "*:65536",
             "*:x",
             "localhost:4802",

@@ -10,8 +10,8 @@ use super::diag::{Diag, Files, Pos};
 use super::listen_addr::{LISTEN_FORMS, parse_host_port, parse_listen};
 use super::schema::{Config, ListenOpts, Listener, MsgcClient, MsgcServer};
 use super::settings::{
-    ListenAddr, ListenerSettings, MsgcClientSettings, MsgcCommon, MsgcServerSettings, Peer,
-    Settings, SocketSettings,
+    BusSettings, ListenAddr, ListenerSettings, MsgcClientSettings, MsgcCommon, MsgcServerSettings,
+    Peer, Settings, SocketSettings,
 };
 
 /// Momentum's debug levels.
@@ -46,7 +46,12 @@ pub(crate) fn resolve(cfg: Config, id: &Identity, files: &Files) -> Result<Setti
     )?;
 
     let server = server(cfg.msgc_server.unwrap_or_default(), &node)?;
-    check_port(&server, &msgcserver, cfg.msgcserver_listener.as_ref())?;
+    check_port(
+        &server,
+        &node,
+        &msgcserver,
+        cfg.msgcserver_listener.as_ref(),
+    )?;
     let client = client(cfg.msgc_client.unwrap_or_default(), server.0.port)?;
 
     Ok(Settings {
@@ -131,7 +136,13 @@ fn listener(
         if !enabled {
             continue;
         }
-        if let Some((_, first)) = seen.iter().find(|(a, _)| *a == addr) {
+        // Port 0 binds a fresh ephemeral port each time, so it never clashes.
+        let ephemeral = matches!(&addr, ListenAddr::Ip(a) if a.port() == 0)
+            || matches!(
+                &addr,
+                ListenAddr::Any { port: 0 } | ListenAddr::AnyV6 { port: 0 }
+            );
+        if let Some((_, first)) = seen.iter().find(|(a, _)| *a == addr && !ephemeral) {
             return Err(Diag::at(
                 format!(
                     "`Listen \"{}\"` is configured twice (first at line {}, column {})",
@@ -148,7 +159,10 @@ fn listener(
 
 /// One socket's options: Listen, else listener, else default.
 fn socket(addr: ListenAddr, o: &ListenOpts, l: &Listener, origin: String) -> SocketSettings {
-    let buf = |v: Option<u32>| match v.unwrap_or(4096) {
+    // Momentum documents 4096 for its SMTP-era listeners; a bus capped by
+    // 4 KiB socket buffers moves a few MB/s, so unset means the kernel's
+    // autotuning here (documented in README).
+    let buf = |v: Option<u32>| match v.unwrap_or(0) {
         0 => None,
         n => Some(n),
     };
@@ -182,6 +196,54 @@ macro_rules! common {
             debug_level: debug_level($s.debug_level.clone())?,
         }
     }};
+}
+
+/// ecclusterd's client-side limits and credentials on `msgc_server`.
+fn bus(s: &MsgcServer) -> Result<BusSettings, Diag> {
+    let d = BusSettings::default();
+    let positive = |v: &Option<Spanned<u64>>, name: &str, default: usize, min: u64| match v {
+        None => Ok(default),
+        Some(x) if x.value < min => Err(Diag::at(
+            format!("`{name}` must be at least {min}, found `{}`", x.value),
+            x.pos,
+        )),
+        Some(x) => Ok(usize::try_from(x.value).unwrap_or(usize::MAX)),
+    };
+    let users = match &s.users {
+        None => Vec::new(),
+        Some(dict) => dict
+            .value
+            .0
+            .iter()
+            .map(|(u, p)| (u.value.clone(), p.value.clone()))
+            .collect(),
+    };
+    if let Some(t) = &s.auth_token
+        && t.value.is_empty()
+    {
+        return Err(Diag::at("`auth_token` is empty", t.pos)
+            .help("remove it to let clients in without a token"));
+    }
+    Ok(BusSettings {
+        // A payload limit below 1 byte or a control line shorter than a
+        // `PUB x 0` frame would make the bus unusable.
+        max_payload: positive(&s.max_payload, "max_payload", d.max_payload, 1)?,
+        max_control_line: positive(
+            &s.max_control_line,
+            "max_control_line",
+            d.max_control_line,
+            32,
+        )?,
+        max_pending: positive(&s.max_pending, "max_pending", d.max_pending, 1024)?,
+        max_subscriptions: positive(
+            &s.max_subscriptions,
+            "max_subscriptions",
+            d.max_subscriptions,
+            0,
+        )?,
+        auth_token: s.auth_token.as_ref().map(|t| t.value.clone()),
+        users,
+    })
 }
 
 /// The resolved server, and where `port` was written (if it was).
@@ -255,14 +317,19 @@ fn server(s: MsgcServer, node: &str) -> Result<(MsgcServerSettings, Option<Pos>)
             peers,
             port,
             common,
+            bus: bus(&s)?,
         },
         s.port.as_ref().map(|p| p.key),
     ))
 }
 
-/// Momentum: msgc_server `port` must match the msgcserver_listener Listen port.
+/// Momentum: msgc_server `port` must match the msgcserver_listener Listen
+/// port, since that is where peers dial. What peers dial is this node's own
+/// `peers` entry, so that is what is checked; a standalone node (no peers)
+/// with no `port` written may listen anywhere, an ephemeral port included.
 fn check_port(
     server: &(MsgcServerSettings, Option<Pos>),
+    node: &str,
     listener: &ListenerSettings,
     scope: Option<&Spanned<Listener>>,
 ) -> Result<(), Diag> {
@@ -275,7 +342,11 @@ fn check_port(
             ListenAddr::Unix(_) => None,
         })
         .collect();
-    let port = server.0.port;
+    let own = server.0.peers.iter().find(|p| p.name == node);
+    if own.is_none() && server.1.is_none() {
+        return Ok(());
+    }
+    let port = own.map_or(server.0.port, |p| p.port);
     if ports.is_empty() || ports.contains(&port) {
         return Ok(());
     }

@@ -98,6 +98,12 @@ with_msgc_options!(
     MsgcServer {
         peers: Option<Spanned<Dict<Spanned<String>>>>,
         port: Option<Spanned<u16>>,
+        max_payload: Option<Spanned<u64>>,
+        max_control_line: Option<Spanned<u64>>,
+        max_pending: Option<Spanned<u64>>,
+        max_subscriptions: Option<Spanned<u64>>,
+        auth_token: Option<Spanned<String>>,
+        users: Option<Spanned<Dict<Spanned<String>>>>,
     }
 );
 

@@ -41,9 +41,9 @@ pub struct SocketSettings {
     pub backlog: u32,
     /// `disable_nagle_algorithm` (default false).
     pub nodelay: bool,
-    /// `tcp_recv_buffer_size`; `None` when 0 (OS-managed). Default 4096 as Momentum.
+    /// `tcp_recv_buffer_size`; `None` when 0 or unset (the kernel autotunes).
     pub recv_buffer: Option<u32>,
-    /// `tcp_send_buffer_size`; `None` when 0. Default 4096.
+    /// `tcp_send_buffer_size`; `None` when 0 or unset.
     pub send_buffer: Option<u32>,
     /// `file_mode` for Unix sockets (default 0o660).
     pub file_mode: u32,

@@ -150,12 +150,12 @@ fn defaults_and_fallback() {
             d.file_mode,
             d.max_connections
         ),
-        (500, false, Some(4096), Some(4096), 0o660, 10_000)
+        (500, false, None, None, 0o660, 10_000)
     );
     assert_eq!(s.server.common, MsgcCommon::default());
     assert!(s.server.enabled && s.client.enabled);
     let s = ok(
-        "ECCluster_Listener {\n listen_backlog = 10 tcp_recv_buffer_size = 0 disable_nagle_algorithm = yes\n Listen \"*:4802\" { listen_backlog = 20 max_connections = 0 }\n Listen \"10.0.0.1:4803\" {}\n Listen \"10.0.0.2:4803\" { enable = false }\n}",
+        "ECCluster_Listener {\n listen_backlog = 10 tcp_recv_buffer_size = 0 tcp_send_buffer_size = 4096 disable_nagle_algorithm = yes\n Listen \"*:4802\" { listen_backlog = 20 max_connections = 0 }\n Listen \"10.0.0.1:4803\" {}\n Listen \"10.0.0.2:4803\" { enable = false }\n}",
     );
     let [a, b] = &s.eccluster.sockets[..] else {
         panic!("{s:?}")
@@ -231,9 +231,15 @@ fn peers_and_ports() {
     let e = err("msgc_server {\n port = 4900 }");
     assert!(e.message().contains("must match"), "{e}");
     assert_eq!(at(&e), (2, 2));
-    let e = err("msgcserver_listener { Listen \":4900\" {} }");
+    // Peers dial this node's own entry (default port 4809), which nothing serves.
+    let e = err(
+        "msgc_server { peers = [ node1 = \"10.0.0.1\" ] }\nmsgcserver_listener { Listen \":4900\" {} }",
+    );
     assert!(e.message().contains("must match"), "{e}");
-    assert_eq!(at(&e), (1, 1));
+    assert_eq!(at(&e), (2, 1));
+    // A standalone node with no `port` written may listen anywhere (tests use port 0).
+    let s = ok("msgcserver_listener { Listen \"127.0.0.1:0\" {} }");
+    assert!(s.server.peers.is_empty());
 }
 
 #[test]
@@ -247,7 +253,7 @@ fn errors_render_like_rustc() {
     let e = load_from(&src, Path::new("conf/main.conf"), &id("node1")).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "error: unknown option `kepalive_interval` in `msgc_server`\n --> conf/msgc_server.conf:7:4\n  |\n7 |    kepalive_interval = 5\n  |    ^^^^^^^^^^^^^^^^^\n  = help: did you mean `keepalive_interval`?\n  = help: valid here: enabled, debug_level, connect_timeout, idle_timeout, keepalive_interval, max_backlog, messages_per_iter, reconnect_interval, tcpbuf_size, peers, port\n"
+        "error: unknown option `kepalive_interval` in `msgc_server`\n --> conf/msgc_server.conf:7:4\n  |\n7 |    kepalive_interval = 5\n  |    ^^^^^^^^^^^^^^^^^\n  = help: did you mean `keepalive_interval`?\n"
     );
     assert_eq!(e.position(), Some(("conf/msgc_server.conf", 7, 4)));
     let e = load(&ConfigPath::File("/nonexistent/x.conf".into()), &id("a")).unwrap_err();
