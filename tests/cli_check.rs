@@ -16,7 +16,10 @@ fn check_on_the_default_config_prints_node_listeners_and_peers() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let (code, out, err) = run_cmd(&["check"], Some(root));
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("conf/ecelerity-cluster.conf is valid"), "{out}");
+    assert!(
+        out.contains("conf/ecelerity-cluster.conf is valid"),
+        "{out}"
+    );
     assert!(out.contains("node: node1"), "{out}");
     assert!(out.contains("ECCluster_Listener:\n  *:4802"), "{out}");
     assert!(out.contains("msgcserver_listener:\n  *:4809"), "{out}");
@@ -31,7 +34,10 @@ fn check_falls_back_to_the_embedded_default_outside_the_repository() {
         return; // This machine has a system configuration; it wins, as documented.
     }
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("the built-in default configuration is valid"), "{out}");
+    assert!(
+        out.contains("the built-in default configuration is valid"),
+        "{out}"
+    );
     assert!(out.contains("<embedded>/msgc_server.conf"), "{out}");
 }
 
@@ -52,7 +58,10 @@ fn check_names_the_node_and_refuses_one_not_in_peers() {
 fn check_refuses_every_broken_config_with_its_position() {
     let table = std::fs::read_to_string(configs().join("expected.txt")).unwrap();
     let mut n = 0;
-    for line in table.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+    for line in table
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+    {
         let f: Vec<&str> = line.splitn(4, '\t').collect();
         let (name, l, c, msg) = (f[0], f[1], f[2], f[3]);
         let path = configs().join(name);
@@ -76,7 +85,10 @@ fn run_refuses_to_start_on_a_broken_config() {
     let path = configs().join("unknown_option.conf");
     let (code, _, err) = run_cmd(&["run", "-c", path.to_str().unwrap()], None);
     assert_ne!(code, 0);
-    assert!(err.contains("not started: the configuration has errors"), "{err}");
+    assert!(
+        err.contains("not started: the configuration has errors"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -41,9 +41,11 @@ impl Limits {
                 max_control_line: b.max_control_line,
                 max_payload: b.max_payload,
             },
+            // Clients are bounded in bytes, as NATS clients expect; Momentum's
+            // `max_backlog` (messages) bounds what a lagging peer server may pin.
             outbound: outbound::Limits {
                 max_bytes: b.max_pending,
-                max_msgs: usize::try_from(s.server.common.max_backlog).unwrap_or(usize::MAX),
+                max_msgs: usize::MAX,
             },
             connect_timeout: s.server.common.connect_timeout,
             keepalive_interval: s.server.common.keepalive_interval,

@@ -17,12 +17,13 @@ use bytes::Bytes;
 /// Payloads at least this long are shared, not copied.
 pub const INLINE_MAX: usize = 512;
 
-/// Why a client's queue stopped accepting data.
+/// Why a client's queue refused data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Closed {
-    /// Pending bytes or messages passed the limit.
+    /// This push passed the pending limit: the client is now cut off.
+    /// Reported once, by the push that crossed the limit.
     SlowConsumer,
-    /// The connection is going away for another reason.
+    /// The queue was already closed (slow consumer, or the connection is going away).
     Gone,
 }
 
@@ -93,8 +94,8 @@ impl Outbound {
         let waker;
         {
             let mut g = self.lock();
-            if let Some(c) = g.closed {
-                return Err(c);
+            if g.closed.is_some() {
+                return Err(Closed::Gone);
             }
             if g.bytes + len > self.limits.max_bytes || g.msgs + 1 > self.limits.max_msgs {
                 g.closed = Some(Closed::SlowConsumer);
@@ -133,8 +134,8 @@ impl Outbound {
         let waker;
         {
             let mut g = self.lock();
-            if let Some(c) = g.closed {
-                return Err(c);
+            if g.closed.is_some() {
+                return Err(Closed::Gone);
             }
             append(&mut g.chunks, line);
             g.bytes += line.len();
@@ -311,8 +312,16 @@ mod tests {
             }),
             Err(Closed::SlowConsumer)
         );
-        // Nothing more is queued, and the queue reports the reason.
-        assert_eq!(o.push_control(b"PONG\r\n"), Err(Closed::SlowConsumer));
+        // Nothing more is queued; the reason is reported once, then kept.
+        assert_eq!(
+            o.push_msg(Frame {
+                head: b"",
+                body: Some(&one),
+                tail: b""
+            }),
+            Err(Closed::Gone)
+        );
+        assert_eq!(o.push_control(b"PONG\r\n"), Err(Closed::Gone));
         assert_eq!(o.closed(), Some(Closed::SlowConsumer));
         assert_eq!(take(&o), None);
     }

@@ -1,4 +1,6 @@
-//! The command line: `ecclusterd run | check | ...` (argh).
+//! The command line: `ecclusterd run | check | pub | sub | ...` (argh).
+
+mod tools;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +31,11 @@ struct Args {
 enum Command {
     Run(RunArgs),
     Check(CheckArgs),
+    Pub(tools::PubArgs),
+    Sub(tools::SubArgs),
+    Request(tools::RequestArgs),
+    Status(tools::StatusArgs),
+    Bench(tools::BenchArgs),
 }
 
 /// Start the node and serve both listeners until SIGTERM/SIGINT (SIGHUP re-reads the configuration).
@@ -90,6 +97,11 @@ pub fn main() -> ExitCode {
         }
         Some(Command::Run(a)) => run(a),
         Some(Command::Check(a)) => check(a),
+        Some(Command::Pub(a)) => tools::publish(a),
+        Some(Command::Sub(a)) => tools::subscribe(a),
+        Some(Command::Request(a)) => tools::request(a),
+        Some(Command::Status(a)) => tools::status(a),
+        Some(Command::Bench(a)) => tools::bench(a),
     }
 }
 

@@ -1,0 +1,330 @@
+//! Client commands: `pub`, `sub`, `request`, `status`, `bench`. They speak
+//! the NATS client protocol, so they work against any NATS-speaking server.
+
+use std::io::{self, BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use argh::FromArgs;
+
+use crate::bench;
+use crate::client::conn::Connection;
+use crate::client::proto::headers::{MSGC_SENDER, parse_headers};
+use crate::config::{self, Identity};
+use crate::msgc::STATUS_SUBJECT;
+use crate::msgc::status::Status;
+
+/// Where a client command connects when `-s` is absent.
+const FALLBACK_SERVER: &str = "127.0.0.1:4809";
+
+/// Picks the server: `-s`, else the configuration's first
+/// `msgc_client { server }`, else 127.0.0.1:4809.
+fn server(explicit: Option<String>, conf: Option<PathBuf>) -> String {
+    if let Some(s) = explicit {
+        return s;
+    }
+    let path = config::locate(conf.as_deref(), std::env::var_os("ECCLUSTERD_CONF"));
+    match config::load(&path, &Identity::from_env(None)) {
+        Ok(s) => s
+            .client
+            .servers
+            .first()
+            .cloned()
+            .unwrap_or_else(|| FALLBACK_SERVER.to_owned()),
+        Err(e) => {
+            let first = e.to_string();
+            let first = first.lines().next().unwrap_or_default().to_owned();
+            eprintln!("note: configuration not usable ({first}); using {FALLBACK_SERVER}");
+            FALLBACK_SERVER.to_owned()
+        }
+    }
+}
+
+fn fail(what: &str, e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("ecclusterd: {what}: {e}");
+    ExitCode::FAILURE
+}
+
+/// Publish MSG (or each line of standard input) to SUBJECT; exits once the server has every message.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "pub",
+    example = "ecclusterd pub orders.eu 'hello'\nprintf 'a\\nb\\n' | ecclusterd pub -s 10.0.0.1:4809 orders.eu"
+)]
+pub struct PubArgs {
+    /// server HOST:PORT (default: msgc_client server from the configuration, else 127.0.0.1:4809)
+    #[argh(option, short = 's')]
+    server: Option<String>,
+    /// configuration file to take the default server from
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+    /// subject to publish to (msgc: the group to multicast to)
+    #[argh(positional)]
+    subject: String,
+    /// message; without it each line of standard input is one message
+    #[argh(positional)]
+    msg: Option<String>,
+}
+
+/// Print messages on SUBJECT (wildcards `*` and `>` allowed) as they arrive.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "sub",
+    example = "ecclusterd sub 'orders.>'\necclusterd sub jobs --queue workers --count 10"
+)]
+pub struct SubArgs {
+    /// server HOST:PORT (default: as for pub)
+    #[argh(option, short = 's')]
+    server: Option<String>,
+    /// configuration file to take the default server from
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+    /// subject or pattern (msgc: the group to join)
+    #[argh(positional)]
+    subject: String,
+    /// exit after this many messages
+    #[argh(option)]
+    count: Option<u64>,
+    /// join queue group Q: each message goes to one member of the group
+    #[argh(option)]
+    queue: Option<String>,
+}
+
+/// Send MSG as a request on SUBJECT and print the reply.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "request",
+    example = "ecclusterd request time.now ''"
+)]
+pub struct RequestArgs {
+    /// server HOST:PORT (default: as for pub)
+    #[argh(option, short = 's')]
+    server: Option<String>,
+    /// configuration file to take the default server from
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+    /// subject of the service
+    #[argh(positional)]
+    subject: String,
+    /// request body
+    #[argh(positional)]
+    msg: String,
+    /// milliseconds to wait for the reply (default 2000)
+    #[argh(option, default = "2000")]
+    timeout: u64,
+}
+
+/// Show a node's status: connections, subscriptions, groups, message counters.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "status",
+    example = "ecclusterd status\necclusterd status -s 10.0.0.2:4809 --json"
+)]
+pub struct StatusArgs {
+    /// server HOST:PORT (default: as for pub)
+    #[argh(option, short = 's')]
+    server: Option<String>,
+    /// configuration file to take the default server from
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+    /// print the raw JSON the node answered with
+    #[argh(switch)]
+    json: bool,
+}
+
+/// Load generator for any NATS-speaking server: throughput (default) or request/reply latency.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "bench",
+    example = "ecclusterd bench --pub 1 --sub 4 --msgs 1000000 --size 128\necclusterd bench --latency --msgs 10000 -s 127.0.0.1:4222",
+    note = "Throughput: PUB publishers share MSGS messages of SIZE bytes on one subject; SUB subscribers each receive all of them. Latency: MSGS request/reply round trips, one at a time, through a responder on its own connection."
+)]
+pub struct BenchArgs {
+    /// server HOST:PORT (default: as for pub)
+    #[argh(option, short = 's')]
+    server: Option<String>,
+    /// configuration file to take the default server from
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+    /// publishers (default 1)
+    #[argh(option, default = "1")]
+    r#pub: usize,
+    /// subscribers (default 1)
+    #[argh(option, default = "1")]
+    sub: usize,
+    /// messages in all (default 1000000; 10000 with --latency)
+    #[argh(option)]
+    msgs: Option<u64>,
+    /// payload bytes (default 128)
+    #[argh(option, default = "128")]
+    size: usize,
+    /// measure request/reply round trips instead of throughput
+    #[argh(switch)]
+    latency: bool,
+    /// print one JSON object instead of text
+    #[argh(switch)]
+    json: bool,
+}
+
+pub fn publish(a: PubArgs) -> ExitCode {
+    let server = server(a.server, a.config);
+    smol::block_on(async {
+        let mut c = match Connection::connect_default(&server, "ecclusterd-pub").await {
+            Ok(c) => c,
+            Err(e) => return fail(&format!("cannot connect to {server}"), e),
+        };
+        let mut n = 0u64;
+        match a.msg {
+            Some(m) => {
+                c.publish(&a.subject, None, m.as_bytes());
+                n += 1;
+            }
+            None => {
+                for line in io::stdin().lock().lines() {
+                    let Ok(line) = line else { break };
+                    c.publish(&a.subject, None, line.as_bytes());
+                    n += 1;
+                    if c.buffered() >= 64 * 1024
+                        && let Err(e) = c.flush().await
+                    {
+                        return fail("publish", e);
+                    }
+                }
+            }
+        }
+        // The PONG comes only after the server has taken every message.
+        if let Err(e) = c.ping().await {
+            return fail("publish", e);
+        }
+        eprintln!("published {n} message(s) to {}", a.subject);
+        ExitCode::SUCCESS
+    })
+}
+
+pub fn subscribe(a: SubArgs) -> ExitCode {
+    let server = server(a.server, a.config);
+    smol::block_on(async {
+        let mut c = match Connection::connect_default(&server, "ecclusterd-sub").await {
+            Ok(c) => c,
+            Err(e) => return fail(&format!("cannot connect to {server}"), e),
+        };
+        c.subscribe(&a.subject, a.queue.as_deref());
+        if let Err(e) = c.ping().await {
+            return fail(&format!("subscribe to {}", a.subject), e);
+        }
+        eprintln!("listening on {} at {server}", a.subject);
+        let mut n = 0u64;
+        let mut out = io::stdout();
+        while a.count.is_none_or(|max| n < max) {
+            let d = match c.next_msg().await {
+                Ok(d) => d,
+                Err(e) => return fail("subscription ended", e),
+            };
+            n += 1;
+            let sender = d
+                .headers
+                .as_deref()
+                .and_then(|h| parse_headers(h).ok())
+                .and_then(|h| h.get(MSGC_SENDER).map(str::to_owned));
+            let from = sender.map(|s| format!(" from {s}")).unwrap_or_default();
+            let reply = d
+                .reply
+                .map(|r| format!(" (reply to {r})"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "[#{n}] {}{from}{reply}: {}",
+                d.subject,
+                String::from_utf8_lossy(&d.payload)
+            );
+            let _ = out.flush();
+        }
+        ExitCode::SUCCESS
+    })
+}
+
+pub fn request(a: RequestArgs) -> ExitCode {
+    let server = server(a.server, a.config);
+    smol::block_on(async {
+        let mut c = match Connection::connect_default(&server, "ecclusterd-request").await {
+            Ok(c) => c,
+            Err(e) => return fail(&format!("cannot connect to {server}"), e),
+        };
+        match c
+            .request(
+                &a.subject,
+                a.msg.as_bytes(),
+                Duration::from_millis(a.timeout),
+            )
+            .await
+        {
+            Ok(Some(d)) => {
+                println!("{}", String::from_utf8_lossy(&d.payload));
+                ExitCode::SUCCESS
+            }
+            Ok(None) => fail(
+                "request",
+                format!("no reply on {} within {} ms", a.subject, a.timeout),
+            ),
+            Err(e) => fail("request", e),
+        }
+    })
+}
+
+pub fn status(a: StatusArgs) -> ExitCode {
+    let server = server(a.server, a.config);
+    smol::block_on(async {
+        let mut c = match Connection::connect_default(&server, "ecclusterd-status").await {
+            Ok(c) => c,
+            Err(e) => return fail(&format!("cannot connect to {server}"), e),
+        };
+        let reply = match c.request(STATUS_SUBJECT, b"", Duration::from_secs(5)).await {
+            Ok(Some(d)) => d,
+            Ok(None) => return fail("status", "no answer within 5 s"),
+            Err(e) => return fail("status", format!("{e} (is {server} an ecclusterd node?)")),
+        };
+        if a.json {
+            println!("{}", String::from_utf8_lossy(&reply.payload));
+            return ExitCode::SUCCESS;
+        }
+        match serde_json::from_slice::<Status>(&reply.payload) {
+            Ok(s) => {
+                print!("{}", s.render());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail("status", format!("unreadable answer: {e}")),
+        }
+    })
+}
+
+pub fn bench(a: BenchArgs) -> ExitCode {
+    let server = server(a.server, a.config);
+    if a.latency {
+        let msgs = a.msgs.unwrap_or(10_000);
+        match bench::latency(&server, msgs, a.size) {
+            Ok(r) if a.json => println!("{}", serde_json::to_string(&r).unwrap_or_default()),
+            Ok(r) => println!(
+                "request/reply {} B x {}: p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, max {:.1} us",
+                r.size, r.msgs, r.p50_us, r.p90_us, r.p99_us, r.max_us
+            ),
+            Err(e) => return fail("bench", e),
+        }
+    } else {
+        let msgs = a.msgs.unwrap_or(1_000_000);
+        match bench::throughput(&server, a.r#pub, a.sub, msgs, a.size) {
+            Ok(r) if a.json => println!("{}", serde_json::to_string(&r).unwrap_or_default()),
+            Ok(r) => println!(
+                "{} pub -> {} sub, {} msgs x {} B in {:.2} s: publish {:.0} msg/s, deliver {:.0} msg/s ({:.1} MB/s)",
+                r.pubs, r.subs, r.msgs, r.size, r.secs, r.pub_rate, r.sub_rate, r.sub_mb
+            ),
+            Err(e) => return fail("bench", e),
+        }
+    }
+    ExitCode::SUCCESS
+}
