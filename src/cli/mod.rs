@@ -59,7 +59,7 @@ struct RunArgs {
     #[argh(option, default = "String::from(\"info\")")]
     log_level: String,
 
-    /// executor threads serving connections (default: number of CPUs, at most 4)
+    /// executor threads serving connections (default: half the CPUs, 1 to 4)
     #[argh(option)]
     threads: Option<usize>,
 }
@@ -136,9 +136,11 @@ fn run(a: RunArgs) -> ExitCode {
         }
     };
     log::info!("configuration: {}", describe_path(&path));
+    // Half the CPUs (at most 4): the MTA on the same node needs the rest,
+    // and on small machines one thread avoids cross-thread wake-ups.
     let threads = a.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
-            .map(|n| n.get().min(4))
+            .map(|n| (n.get() / 2).clamp(1, 4))
             .unwrap_or(1)
     });
     match daemon::run(settings, path, identity, threads) {

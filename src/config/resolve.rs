@@ -169,10 +169,12 @@ fn socket(addr: ListenAddr, o: &ListenOpts, l: &Listener, origin: String) -> Soc
     SocketSettings {
         addr,
         backlog: o.listen_backlog.or(l.listen_backlog).unwrap_or(500),
+        // Momentum's default is false, but both protocols batch their own
+        // writes, so Nagle would only add delayed-ACK stalls (40 ms) to replies.
         nodelay: o
             .disable_nagle_algorithm
             .or(l.disable_nagle_algorithm)
-            .unwrap_or(false),
+            .unwrap_or(true),
         recv_buffer: buf(o.tcp_recv_buffer_size.or(l.tcp_recv_buffer_size)),
         send_buffer: buf(o.tcp_send_buffer_size.or(l.tcp_send_buffer_size)),
         file_mode: o.file_mode.or(l.file_mode).map_or(0o660, |m| m.0),

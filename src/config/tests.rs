@@ -150,7 +150,7 @@ fn defaults_and_fallback() {
             d.file_mode,
             d.max_connections
         ),
-        (500, false, None, None, 0o660, 10_000)
+        (500, true, None, None, 0o660, 10_000)
     );
     assert_eq!(s.server.common, MsgcCommon::default());
     assert!(s.server.enabled && s.client.enabled);

@@ -111,115 +111,138 @@ async fn read_half(bus: &Bus, shared: &Shared, mut conn: Conn, remote: &Remote) 
         shared.active.store(true, Ordering::Relaxed);
         Counters::add(&bus.counters.bytes_in, n as u64);
         parser.feed(&buf[..n]);
-        let mut router = None;
-        while let Some(op) = parser.next_op() {
-            let op = match op {
-                Ok(op) => op,
-                Err(e) => {
-                    let fatal = e.is_fatal();
-                    report(shared, &e, remote);
-                    if fatal {
-                        shared.client.out.close();
-                        return;
-                    }
-                    continue;
-                }
-            };
-            if !shared.connected.load(Ordering::Relaxed)
-                && bus.auth.required()
-                && !matches!(op, Op::Connect(_) | Op::Ping | Op::Pong)
-            {
-                // With credentials configured nothing is served before CONNECT.
-                fail(shared, text::AUTHORIZATION_VIOLATION);
-                return;
-            }
-            match op {
-                Op::Connect(opts) => {
-                    if !connect(bus, shared, &opts, remote) {
-                        return;
-                    }
-                    connect_deadline = None;
-                }
-                Op::Ok | Op::Info(_) => {}
-                Op::Err(e) => {
-                    // As nats-server: a client reporting an error is closed.
-                    log::info!(
-                        "msgc client {} sent -ERR {e}; closing",
-                        shared.client.private_name
-                    );
-                    shared.client.out.close();
-                    return;
-                }
-                Op::Ping => {
-                    let _ = shared.client.out.push_control(b"PONG\r\n");
-                }
-                Op::Pong => {
-                    shared.pings_out.store(0, Ordering::Relaxed);
-                }
-                Op::Sub {
-                    subject,
-                    queue,
-                    sid,
-                } => {
-                    let r = router.get_or_insert_with(|| bus.router());
-                    match r.subscribe(shared.client.id, &subject, queue.as_deref(), &sid) {
-                        Ok(()) => ok(shared),
-                        Err(super::router::SubError::InvalidSubject) => {
-                            let _ = shared
-                                .client
-                                .out
-                                .push_control(&err_line(text::INVALID_SUBJECT));
-                        }
-                        Err(super::router::SubError::TooMany { limit }) => {
-                            log::info!(
-                                "msgc client {}: subscription refused, at max_subscriptions ({limit})",
-                                shared.client.private_name
-                            );
-                            let _ = shared
-                                .client
-                                .out
-                                .push_control(&err_line(text::MAX_SUBSCRIPTIONS_EXCEEDED));
-                        }
-                    }
-                }
-                Op::Unsub { sid, max } => {
-                    let r = router.get_or_insert_with(|| bus.router());
-                    r.unsubscribe(shared.client.id, &sid, max);
-                    ok(shared);
-                }
-                Op::Pub(Publish {
-                    subject,
-                    reply,
-                    headers,
-                    payload,
-                }) => {
-                    Counters::add(&bus.counters.msgs_in, 1);
-                    let r = router.get_or_insert_with(|| bus.router());
-                    let msg = Message {
-                        subject: &subject,
-                        reply: reply.as_deref(),
-                        headers: headers.as_deref(),
-                        payload: &payload,
-                        sender: &shared.client.private_name,
-                    };
-                    r.publish(shared.client.id, &msg);
-                    if subject == super::STATUS_SUBJECT
-                        && let Some(reply) = reply.as_deref()
-                    {
-                        let status = bus.status_json(r);
-                        r.publish_system(reply, &status);
-                    }
-                    ok(shared);
-                }
-            }
+        if process(bus, shared, &mut parser, &mut connect_deadline, remote) == Flow::Stop {
+            return;
         }
-        // Release the router between reads so other connections get their turn.
-        drop(router);
+        // The router was released with the chunk, so other connections get their turn.
         if shared.client.out.closed().is_some() {
             return;
         }
+        // A socket that always has data never makes `read` pend; yield so the
+        // writers this chunk woke (on this thread too) get to run.
+        future::yield_now().await;
     }
     shared.client.out.close();
+}
+
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Go,
+    Stop,
+}
+
+/// Handles every complete operation of one read. The router is locked at
+/// most once per read, and released before the next await.
+fn process(
+    bus: &Bus,
+    shared: &Shared,
+    parser: &mut proto::ClientParser,
+    connect_deadline: &mut Option<Timer>,
+    remote: &Remote,
+) -> Flow {
+    let mut router = None;
+    while let Some(op) = parser.next_op() {
+        let op = match op {
+            Ok(op) => op,
+            Err(e) => {
+                let fatal = e.is_fatal();
+                report(shared, &e, remote);
+                if fatal {
+                    shared.client.out.close();
+                    return Flow::Stop;
+                }
+                continue;
+            }
+        };
+        if !shared.connected.load(Ordering::Relaxed)
+            && bus.auth.required()
+            && !matches!(op, Op::Connect(_) | Op::Ping | Op::Pong)
+        {
+            // With credentials configured nothing is served before CONNECT.
+            fail(shared, text::AUTHORIZATION_VIOLATION);
+            return Flow::Stop;
+        }
+        match op {
+            Op::Connect(opts) => {
+                if !connect(bus, shared, &opts, remote) {
+                    return Flow::Stop;
+                }
+                *connect_deadline = None;
+            }
+            Op::Ok | Op::Info(_) => {}
+            Op::Err(e) => {
+                // As nats-server: a client reporting an error is closed.
+                log::info!(
+                    "msgc client {} sent -ERR {e}; closing",
+                    shared.client.private_name
+                );
+                shared.client.out.close();
+                return Flow::Stop;
+            }
+            Op::Ping => {
+                let _ = shared.client.out.push_control(b"PONG\r\n");
+            }
+            Op::Pong => {
+                shared.pings_out.store(0, Ordering::Relaxed);
+            }
+            Op::Sub {
+                subject,
+                queue,
+                sid,
+            } => {
+                let r = router.get_or_insert_with(|| bus.router());
+                match r.subscribe(shared.client.id, &subject, queue.as_deref(), &sid) {
+                    Ok(()) => ok(shared),
+                    Err(super::router::SubError::InvalidSubject) => {
+                        let _ = shared
+                            .client
+                            .out
+                            .push_control(&err_line(text::INVALID_SUBJECT));
+                    }
+                    Err(super::router::SubError::TooMany { limit }) => {
+                        log::info!(
+                            "msgc client {}: subscription refused, at max_subscriptions ({limit})",
+                            shared.client.private_name
+                        );
+                        let _ = shared
+                            .client
+                            .out
+                            .push_control(&err_line(text::MAX_SUBSCRIPTIONS_EXCEEDED));
+                    }
+                }
+            }
+            Op::Unsub { sid, max } => {
+                let r = router.get_or_insert_with(|| bus.router());
+                r.unsubscribe(shared.client.id, &sid, max);
+                ok(shared);
+            }
+            Op::Pub(Publish {
+                subject,
+                reply,
+                headers,
+                payload,
+            }) => {
+                Counters::add(&bus.counters.msgs_in, 1);
+                let r = router.get_or_insert_with(|| bus.router());
+                let msg = Message {
+                    subject: &subject,
+                    reply: reply.as_deref(),
+                    headers: headers.as_deref(),
+                    payload: &payload,
+                    sender: &shared.client.private_name,
+                };
+                r.publish(shared.client.id, &msg);
+                if subject == super::STATUS_SUBJECT
+                    && let Some(reply) = reply.as_deref()
+                {
+                    let status = bus.status_json(r);
+                    r.publish_system(reply, &status);
+                }
+                ok(shared);
+            }
+        }
+    }
+    Flow::Go
 }
 
 fn ok(shared: &Shared) {
