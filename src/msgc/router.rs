@@ -424,3 +424,212 @@ pub fn encode_hmsg_head(
     push_num(buf, hdr_len + payload_len);
     buf.extend_from_slice(b"\r\n");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::msgc::outbound::Batch;
+
+    const LIMITS: Limits = Limits {
+        max_bytes: 1 << 20,
+        max_msgs: usize::MAX,
+    };
+
+    fn router() -> Router {
+        Router::new("n1", 0, Arc::new(Counters::default()), 7)
+    }
+
+    fn client(r: &mut Router, id: u64, headers: bool) -> Arc<Client> {
+        let c = Arc::new(Client::new(id, "n1", LIMITS));
+        c.headers.store(headers, Ordering::Relaxed);
+        r.add_client(c.clone());
+        c
+    }
+
+    /// Everything queued to `c`, as text.
+    fn drain(c: &Client) -> String {
+        let mut b = Batch::default();
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        match c.out.poll_take(&mut cx, &mut b) {
+            std::task::Poll::Ready(Some(())) => {
+                let bytes: Vec<u8> = b
+                    .slices(0, usize::MAX)
+                    .iter()
+                    .flat_map(|s| s.to_vec())
+                    .collect();
+                String::from_utf8(bytes).unwrap()
+            }
+            _ => String::new(),
+        }
+    }
+
+    fn publish(r: &mut Router, from: u64, subject: &str, reply: Option<&str>, body: &str) -> usize {
+        let payload = Bytes::copy_from_slice(body.as_bytes());
+        r.publish(
+            from,
+            &Message {
+                subject,
+                reply,
+                headers: None,
+                payload: &payload,
+                sender: "#9#n1",
+            },
+        )
+    }
+
+    #[test]
+    fn wildcards_and_plain_fan_out() {
+        let mut r = router();
+        let a = client(&mut r, 1, false);
+        let b = client(&mut r, 2, false);
+        r.subscribe(1, "orders.*", None, "s1").unwrap();
+        r.subscribe(2, "orders.>", None, "s2").unwrap();
+        r.subscribe(2, "other", None, "s3").unwrap();
+        assert_eq!(publish(&mut r, 9, "orders.eu", None, "hi"), 2);
+        assert_eq!(drain(&a), "MSG orders.eu s1 2\r\nhi\r\n");
+        assert_eq!(drain(&b), "MSG orders.eu s2 2\r\nhi\r\n");
+        assert_eq!(publish(&mut r, 9, "orders.eu.x", Some("_INBOX.r"), "y"), 1);
+        assert_eq!(drain(&a), "");
+        assert_eq!(drain(&b), "MSG orders.eu.x s2 _INBOX.r 1\r\ny\r\n");
+    }
+
+    #[test]
+    fn queue_group_gets_each_message_once() {
+        let mut r = router();
+        let members: Vec<_> = (1..=3).map(|i| client(&mut r, i, false)).collect();
+        for i in 1..=3 {
+            r.subscribe(i, "jobs", Some("workers"), "q").unwrap();
+        }
+        for _ in 0..300 {
+            assert_eq!(publish(&mut r, 9, "jobs", None, "j"), 1);
+        }
+        let counts: Vec<usize> = members
+            .iter()
+            .map(|c| drain(c).matches("MSG").count())
+            .collect();
+        assert_eq!(counts.iter().sum::<usize>(), 300);
+        assert!(counts.iter().all(|&n| n > 0), "{counts:?}");
+    }
+
+    #[test]
+    fn echo_off_skips_own_messages() {
+        let mut r = router();
+        let a = client(&mut r, 1, false);
+        a.echo.store(false, Ordering::Relaxed);
+        r.subscribe(1, "t", None, "1").unwrap();
+        assert_eq!(publish(&mut r, 1, "t", None, "x"), 0);
+        assert_eq!(publish(&mut r, 2, "t", None, "x"), 1);
+        assert_eq!(drain(&a), "MSG t 1 1\r\nx\r\n");
+    }
+
+    #[test]
+    fn unsub_max_counts_from_the_start() {
+        let mut r = router();
+        let a = client(&mut r, 1, false);
+        r.subscribe(1, "t", None, "1").unwrap();
+        publish(&mut r, 9, "t", None, "a");
+        r.unsubscribe(1, "1", Some(3));
+        for _ in 0..5 {
+            publish(&mut r, 9, "t", None, "b");
+        }
+        assert_eq!(drain(&a).matches("MSG").count(), 3);
+        assert_eq!(r.subscriptions(), 0, "exhausted subscriptions are removed");
+        // A max already reached removes at once.
+        r.subscribe(1, "u", None, "2").unwrap();
+        publish(&mut r, 9, "u", None, "a");
+        r.unsubscribe(1, "2", Some(1));
+        assert_eq!(r.subscriptions(), 0);
+    }
+
+    #[test]
+    fn headers_carry_the_sender_and_no_responders_answers_requests() {
+        let mut r = router();
+        let a = client(&mut r, 1, true);
+        a.no_responders.store(true, Ordering::Relaxed);
+        r.subscribe(1, "t", None, "1").unwrap();
+        r.subscribe(1, "_INBOX.a.*", None, "2").unwrap();
+        publish(&mut r, 9, "t", None, "x");
+        assert_eq!(
+            drain(&a),
+            "HMSG t 1 32 33\r\nNATS/1.0\r\nMsgc-Sender: #9#n1\r\n\r\nx\r\n"
+        );
+        assert_eq!(publish(&mut r, 1, "nobody", Some("_INBOX.a.1"), "q"), 0);
+        assert_eq!(
+            drain(&a),
+            "HMSG _INBOX.a.1 2 16 16\r\nNATS/1.0 503\r\n\r\n\r\n"
+        );
+        // Without headers or without asking, nothing comes back.
+        a.no_responders.store(false, Ordering::Relaxed);
+        publish(&mut r, 1, "nobody", Some("_INBOX.a.2"), "q");
+        assert_eq!(drain(&a), "");
+        // The daemon answers $MSGC.STATUS itself: never a 503.
+        a.no_responders.store(true, Ordering::Relaxed);
+        publish(&mut r, 1, STATUS_SUBJECT, Some("_INBOX.a.3"), "");
+        assert_eq!(drain(&a), "");
+    }
+
+    #[test]
+    fn group_events_follow_subscriptions_and_disconnects() {
+        let mut r = router();
+        let obs = client(&mut r, 1, false);
+        r.subscribe(1, "$MSGC.GROUP.g", None, "o").unwrap();
+        client(&mut r, 2, false);
+        client(&mut r, 3, false);
+        r.subscribe(2, "g", None, "a").unwrap();
+        r.subscribe(3, "g", None, "b").unwrap();
+        r.unsubscribe(2, "a", None);
+        r.remove_client(3);
+        let events = drain(&obs);
+        let order: Vec<&str> = events.lines().filter(|l| l.starts_with('{')).collect();
+        assert_eq!(order.len(), 4, "{events}");
+        assert!(order[0].contains(r##""event":"join","member":"#2#n1""##));
+        assert!(order[1].contains(r##""members":["#2#n1","#3#n1"]"##));
+        assert!(order[2].contains(r##""event":"leave","member":"#2#n1""##));
+        assert!(
+            order[3].contains(r##""event":"leave","member":"#3#n1","group":"g","members":[]"##)
+        );
+    }
+
+    #[test]
+    fn subscription_limit_and_bad_subjects() {
+        let mut r = Router::new("n1", 2, Arc::new(Counters::default()), 1);
+        client(&mut r, 1, false);
+        r.subscribe(1, "a", None, "1").unwrap();
+        r.subscribe(1, "b", None, "2").unwrap();
+        assert_eq!(
+            r.subscribe(1, "c", None, "3"),
+            Err(SubError::TooMany { limit: 2 })
+        );
+        // Re-subscribing an existing sid replaces it and is not "one more".
+        r.subscribe(1, "c", None, "2").unwrap();
+        assert_eq!(
+            r.subscribe(1, "a..b", None, "1"),
+            Err(SubError::InvalidSubject)
+        );
+    }
+
+    #[test]
+    fn slow_consumer_is_counted_once_and_others_keep_receiving() {
+        let counters = Arc::new(Counters::default());
+        let mut r = Router::new("n1", 0, counters.clone(), 1);
+        let small = Arc::new(Client::new(
+            1,
+            "n1",
+            Limits {
+                max_bytes: 64,
+                max_msgs: usize::MAX,
+            },
+        ));
+        r.add_client(small.clone());
+        let big = client(&mut r, 2, false);
+        r.subscribe(1, "t", None, "1").unwrap();
+        r.subscribe(2, "t", None, "1").unwrap();
+        for _ in 0..10 {
+            publish(&mut r, 9, "t", None, "0123456789");
+        }
+        assert_eq!(counters.slow_consumers.load(Ordering::Relaxed), 1);
+        assert_eq!(small.out.closed(), Some(Closed::SlowConsumer));
+        assert_eq!(drain(&big).matches("MSG").count(), 10);
+    }
+}
