@@ -11,5 +11,6 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod logger;
+pub mod mesh;
 pub mod msgc;
 pub mod subject;

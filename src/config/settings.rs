@@ -96,7 +96,7 @@ pub struct MsgcServerSettings {
 pub struct BusSettings {
     /// `max_payload` [1048576]: largest message body a client may publish.
     pub max_payload: usize,
-    /// `max_control_line` [4096]: longest protocol line, terminator included.
+    /// `max_control_line` [4096]: longest protocol line, from the verb to the terminator (terminator excluded).
     pub max_control_line: usize,
     /// `max_pending` [67108864]: bytes queued to one client before it is cut off as a slow consumer.
     pub max_pending: usize,

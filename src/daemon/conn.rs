@@ -24,6 +24,15 @@ pub enum Remote {
     Unix,
 }
 
+impl Remote {
+    pub fn tcp(&self) -> Option<SocketAddr> {
+        match self {
+            Remote::Tcp(a) => Some(*a),
+            Remote::Unix => None,
+        }
+    }
+}
+
 impl std::fmt::Display for Remote {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

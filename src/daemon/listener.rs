@@ -41,6 +41,15 @@ pub enum Local {
     Unix(PathBuf),
 }
 
+impl Local {
+    pub fn tcp(&self) -> Option<SocketAddr> {
+        match self {
+            Local::Tcp(a) => Some(*a),
+            Local::Unix(_) => None,
+        }
+    }
+}
+
 impl std::fmt::Display for Local {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

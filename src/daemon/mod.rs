@@ -20,6 +20,7 @@ pub use listener::{BindError, Local, Service};
 pub use shutdown::{Drain, DrainGuard, Shutdown, Trigger};
 
 use crate::config::{ConfigPath, Identity, ListenerSettings, Settings};
+use crate::mesh::Mesh;
 use crate::msgc::{Bus, MsgcService};
 
 /// How long connections get to finish after SIGTERM before the process exits.
@@ -102,6 +103,27 @@ async fn serve(
     }
 
     let (trigger, shutdown) = shutdown::channel();
+    let eccluster_port = bound
+        .iter()
+        .filter(|(b, _)| b.listener == "ECCluster_Listener")
+        .find_map(|(b, _)| b.local.tcp().map(|a| a.port()));
+    if settings
+        .server
+        .peers
+        .iter()
+        .any(|p| p.name != settings.node)
+    {
+        let (mesh, events) = Mesh::new(&settings, eccluster_port);
+        bus.set_mesh(mesh.clone());
+        mesh.start(&ex, shutdown.clone());
+        // Until the ordering layer consumes them, mesh events are only logged.
+        ex.spawn(async move {
+            while let Ok(e) = events.recv().await {
+                log::debug!("mesh event: {e:?}");
+            }
+        })
+        .detach();
+    }
     let drain = Drain::new();
     for (b, service) in bound {
         log::info!("{}: listening on {}", b.listener, b.local);

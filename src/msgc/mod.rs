@@ -10,12 +10,13 @@ mod session;
 pub mod status;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::client::proto::{self, ServerInfo};
 use crate::config::Settings;
 use crate::daemon::{Conn, Local, Remote, Service, Shutdown};
+use crate::mesh::Mesh;
 
 pub use auth::Auth;
 use router::Router;
@@ -65,6 +66,7 @@ pub struct Bus {
     started: Instant,
     server_id: String,
     listeners: Mutex<Vec<ListenerStatus>>,
+    mesh: OnceLock<Arc<Mesh>>,
 }
 
 impl Bus {
@@ -90,7 +92,18 @@ impl Bus {
             started: Instant::now(),
             server_id: format!("ECCLUSTERD-{}-{:x}", settings.node, seed & 0xffff_ffff),
             listeners: Mutex::new(Vec::new()),
+            mesh: OnceLock::new(),
         }
+    }
+
+    /// Attaches the server mesh (nodes with peers); peer handshakes on this
+    /// listener are handed to it.
+    pub fn set_mesh(&self, mesh: Arc<Mesh>) {
+        let _ = self.mesh.set(mesh);
+    }
+
+    pub fn mesh(&self) -> Option<&Arc<Mesh>> {
+        self.mesh.get()
     }
 
     /// Locks the routing table. Held for one read's worth of operations.
@@ -157,6 +170,7 @@ impl Bus {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
+            self.mesh().map(|m| m.status()).unwrap_or_default(),
         )
     }
 

@@ -33,12 +33,66 @@ struct Shared {
     connected: AtomicBool,
 }
 
-pub async fn serve(bus: Arc<Bus>, conn: Conn, remote: Remote, local: Local, shutdown: Shutdown) {
+pub async fn serve(
+    bus: Arc<Bus>,
+    mut conn: Conn,
+    remote: Remote,
+    local: Local,
+    shutdown: Shutdown,
+) {
     let id = bus.next_client_id();
+    let private_name = crate::client::proto::private_name(id, &bus.node);
+    let info = bus.info(id, &remote, &local, &private_name);
+    if conn.write_all(&info).await.is_err() {
+        return;
+    }
+    // Clients and peer servers share this port: the first bytes tell them apart.
+    let mut deadline = Timer::after(bus.limits.connect_timeout);
+    let mut first = Vec::new();
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        if let Some(peer) = crate::mesh::is_peer_hello(&first) {
+            if peer {
+                match bus.mesh() {
+                    Some(mesh) => {
+                        let (r, l) = (remote.tcp(), local.tcp());
+                        mesh.accept(conn, first, r, l, shutdown).await;
+                    }
+                    None => {
+                        log::warn!("msgc peer handshake from {remote}, but this node has no peers");
+                        let _ = conn
+                            .write_all(
+                                b"-ERR 'msgc peer refused: this node has no peers configured'\r\n",
+                            )
+                            .await;
+                        conn.shutdown();
+                    }
+                }
+                return;
+            }
+            break;
+        }
+        let n = async { Some(conn.read(&mut buf).await) }
+            .or(async {
+                (&mut deadline).await;
+                None
+            })
+            .await;
+        match n {
+            Some(Ok(n)) if n > 0 => first.extend_from_slice(&buf[..n]),
+            Some(_) => return,
+            None => {
+                let _ = conn
+                    .write_all(&err_line(text::AUTHENTICATION_TIMEOUT))
+                    .await;
+                conn.shutdown();
+                return;
+            }
+        }
+    }
+
     let client = Arc::new(Client::new(id, &bus.node, bus.limits.outbound));
     Counters::add(&bus.counters.connections_total, 1);
-    let info = bus.info(id, &remote, &local, &client.private_name);
-    let _ = client.out.push_control(&info);
     bus.router().add_client(client.clone());
     let shared = Shared {
         client,
@@ -51,7 +105,7 @@ pub async fn serve(bus: Arc<Bus>, conn: Conn, remote: Remote, local: Local, shut
         shared.client.private_name
     );
 
-    let reader = read_half(&bus, &shared, conn.clone(), &remote);
+    let reader = read_half(&bus, &shared, conn.clone(), &remote, first, deadline);
     let writer = write_half(&shared, conn.clone());
     let keepalive = keepalive(&bus, &shared);
     let stop = async {
@@ -82,11 +136,25 @@ fn err_line(text: &str) -> Vec<u8> {
     format!("-ERR '{text}'\r\n").into_bytes()
 }
 
-async fn read_half(bus: &Bus, shared: &Shared, mut conn: Conn, remote: &Remote) {
+async fn read_half(
+    bus: &Bus,
+    shared: &Shared,
+    mut conn: Conn,
+    remote: &Remote,
+    first: Vec<u8>,
+    deadline: Timer,
+) {
     let mut parser = proto::ClientParser::new(bus.limits.proto);
     let mut buf = vec![0u8; READ_CHUNK];
-    let connect_deadline = Timer::after(bus.limits.connect_timeout);
-    let mut connect_deadline = Some(connect_deadline);
+    let mut connect_deadline = Some(deadline);
+    if !first.is_empty() {
+        shared.active.store(true, Ordering::Relaxed);
+        Counters::add(&bus.counters.bytes_in, first.len() as u64);
+        parser.feed(&first);
+        if process(bus, shared, &mut parser, &mut connect_deadline, remote) == Flow::Stop {
+            return;
+        }
+    }
     loop {
         let read = async { Some(conn.read(&mut buf).await) };
         let n = match connect_deadline.as_mut() {

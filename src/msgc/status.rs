@@ -6,6 +6,8 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::mesh::PeerStatus;
+
 #[derive(Debug, Default)]
 pub struct Counters {
     pub msgs_in: AtomicU64,
@@ -45,6 +47,9 @@ pub struct Status {
     pub slow_consumers: u64,
     pub auth_failures: u64,
     pub listeners: Vec<ListenerStatus>,
+    /// msgc server peers and their links (empty on a standalone node).
+    #[serde(default)]
+    pub peers: Vec<PeerStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -67,6 +72,7 @@ impl Status {
         c: &Counters,
         g: Gauges,
         listeners: Vec<ListenerStatus>,
+        peers: Vec<PeerStatus>,
     ) -> Status {
         Status {
             node: node.to_owned(),
@@ -83,6 +89,7 @@ impl Status {
             slow_consumers: Counters::get(&c.slow_consumers),
             auth_failures: Counters::get(&c.refused_auth),
             listeners,
+            peers,
         }
     }
 
@@ -112,6 +119,27 @@ impl Status {
         );
         for l in &self.listeners {
             s.push_str(&format!("listener {}: {}\n", l.listener, l.address));
+        }
+        if !self.peers.is_empty() {
+            s.push_str("peers:\n");
+        }
+        for p in &self.peers {
+            let rtt = p
+                .rtt_ms
+                .map(|r| format!(", rtt {r:.2} ms"))
+                .unwrap_or_default();
+            let err = match (&p.last_error, p.state.as_str()) {
+                (Some(e), "down") => format!(" ({e})"),
+                _ => String::new(),
+            };
+            s.push_str(&format!(
+                "  {} {}: {} for {:.1} s{rtt}, Address: {}{err}\n",
+                p.name,
+                p.address,
+                p.state,
+                p.since_secs,
+                p.eccluster.as_deref().unwrap_or("unknown"),
+            ));
         }
         s
     }

@@ -223,7 +223,10 @@ pub struct Line {
 
 impl Line {
     pub fn connect(addr: SocketAddr) -> Line {
-        let stream = TcpStream::connect(addr).expect("connect");
+        Line::from_stream(TcpStream::connect(addr).expect("connect"))
+    }
+
+    pub fn from_stream(stream: TcpStream) -> Line {
         stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
         let reader = BufReader::new(stream.try_clone().expect("clone"));
         Line { stream, reader }
@@ -251,4 +254,52 @@ impl Line {
         let mut b = [0u8; 1];
         matches!(self.reader.read(&mut b), Ok(0) | Err(_))
     }
+}
+
+/// A free TCP port on `ip` (bound and released: another process could take
+/// it in between, which the kernel makes unlikely for ephemeral ports).
+pub fn free_port(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A cluster of `n` nodes `node1..noden` on 127.0.0.1..n, each with its own
+/// msgc port fixed up front (peers must know it) and an ephemeral
+/// ECCluster_Listener. Returns each node's configuration text.
+pub fn cluster_confs(n: usize, extra: &str) -> Vec<String> {
+    let ports: Vec<(String, u16)> = (1..=n)
+        .map(|i| {
+            let ip = format!("127.0.0.{i}");
+            let port = free_port(&ip);
+            (ip, port)
+        })
+        .collect();
+    let peers: String = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (ip, port))| format!("    node{} = \"{ip}:{port}\"\n", i + 1))
+        .collect();
+    ports
+        .iter()
+        .enumerate()
+        .map(|(i, (ip, port))| {
+            format!(
+                r#"
+cluster {{ nodename = "node{}" }}
+ECCluster_Listener {{ Listen "{ip}:0" {{ }} }}
+msgcserver_listener {{ Listen "{ip}:{port}" {{ }} }}
+msgc_server {{
+  peers = [
+{peers}  ]
+  keepalive_interval = 0.2
+  reconnect_interval = 0.1
+{extra}
+}}
+"#,
+                i + 1
+            )
+        })
+        .collect()
 }

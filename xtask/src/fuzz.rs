@@ -27,11 +27,18 @@ pub fn run(args: &[String]) -> Result {
     }
     for target in targets {
         println!("\n==> fuzz {target} for {secs}s");
+        // New inputs go to target/fuzz-corpus (first directory, writable);
+        // the checked-in seeds in fuzz/corpus are only read.
+        let work = root.join("target").join("fuzz-corpus").join(target);
+        std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+        let seeds = root.join("fuzz").join("corpus").join(target);
         util::run(util::cmd("cargo").args([
             "+nightly",
             "fuzz",
             "run",
             target,
+            &work.display().to_string(),
+            &seeds.display().to_string(),
             "--",
             &format!("-max_total_time={secs}"),
         ]))?;
