@@ -302,4 +302,224 @@ msgc_server {{
             )
         })
         .collect()
+// ---------------------------------------------------------------------------
+// A blocking NATS-protocol client for the msgc bus tests.
+
+use ecclusterd::client::proto::{Delivery, ServerInfo, ServerOp, ServerParser};
+
+/// Limits for reading what the server sends: generous, the server is trusted.
+const READ_LIMITS: ecclusterd::client::proto::Limits = ecclusterd::client::proto::Limits {
+    max_control_line: 1 << 20,
+    max_payload: 64 << 20,
+};
+
+/// A blocking client that parses what the server sends into [`ServerOp`]s.
+/// Every read waits at most [`PATIENCE`]: a timeout fails the test.
+pub struct Nats {
+    pub stream: TcpStream,
+    parser: ServerParser,
+    pub info: ServerInfo,
+    buf: Vec<u8>,
+    eof: bool,
+}
+
+/// The CONNECT a plain client sends: not verbose, not pedantic.
+pub const QUIET: &str = r#"{"verbose":false,"pedantic":false}"#;
+/// As [`QUIET`], with headers and no_responders.
+pub const WITH_HEADERS: &str =
+    r#"{"verbose":false,"pedantic":false,"headers":true,"no_responders":true}"#;
+
+impl Nats {
+    /// Connects and reads the server's `INFO`; sends nothing.
+    pub fn raw(addr: SocketAddr) -> Nats {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        let mut c = Nats {
+            stream,
+            parser: ServerParser::new(READ_LIMITS),
+            info: ServerInfo::default(),
+            buf: vec![0; 64 * 1024],
+            eof: false,
+        };
+        match c.op() {
+            ServerOp::Info(info) => c.info = *info,
+            other => panic!("expected INFO first, got {other:?}"),
+        }
+        c
+    }
+
+    /// Connects, sends `CONNECT <json>`, and round-trips a PING so the
+    /// server has applied it.
+    pub fn connect(addr: SocketAddr, json: &str) -> Nats {
+        let mut c = Nats::raw(addr);
+        c.send(format!("CONNECT {json}\r\n").as_bytes());
+        let before = c.sync();
+        assert!(
+            before.iter().all(|op| matches!(op, ServerOp::Ok)),
+            "unexpected reply to CONNECT: {before:?}"
+        );
+        c
+    }
+
+    /// `connect(addr, QUIET)`.
+    pub fn quiet(addr: SocketAddr) -> Nats {
+        Nats::connect(addr, QUIET)
+    }
+
+    /// The client's private name on the bus, from INFO.
+    pub fn name(&self) -> String {
+        self.info
+            .msgc_private_name
+            .clone()
+            .expect("msgc_private_name in INFO")
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// Writes, ignoring errors (the server may already have closed).
+    pub fn send_lossy(&mut self, bytes: &[u8]) {
+        let _ = self.stream.write_all(bytes);
+    }
+
+    pub fn publish(&mut self, subject: &str, payload: &[u8]) {
+        let mut f = format!("PUB {subject} {}\r\n", payload.len()).into_bytes();
+        f.extend_from_slice(payload);
+        f.extend_from_slice(b"\r\n");
+        self.send(&f);
+    }
+
+    /// The next op, or `None` once the server has closed (EOF or reset).
+    pub fn try_op(&mut self) -> Option<ServerOp> {
+        loop {
+            if let Some(op) = self.parser.next_op() {
+                return Some(op.unwrap_or_else(|e| panic!("server sent bad protocol: {e}")));
+            }
+            if self.eof {
+                return None;
+            }
+            match self.stream.read(&mut self.buf) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.parser.feed(&self.buf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    panic!("nothing from the server within {PATIENCE:?}")
+                }
+                // Reset, broken pipe: the server is gone.
+                Err(_) => self.eof = true,
+            }
+        }
+    }
+
+    /// The next op; panics if the server closed.
+    pub fn op(&mut self) -> ServerOp {
+        self.try_op()
+            .expect("the server closed the connection unexpectedly")
+    }
+
+    /// Sends PING and reads until its PONG: the server has processed all
+    /// that was sent before. Returns what arrived before the PONG (server
+    /// PINGs are answered and left out).
+    pub fn sync(&mut self) -> Vec<ServerOp> {
+        self.send(b"PING\r\n");
+        let mut got = Vec::new();
+        loop {
+            match self.op() {
+                ServerOp::Pong => return got,
+                ServerOp::Ping => self.send(b"PONG\r\n"),
+                op => got.push(op),
+            }
+        }
+    }
+
+    /// `sync`, asserting that only messages arrived; returns them.
+    pub fn sync_msgs(&mut self) -> Vec<Delivery> {
+        self.sync()
+            .into_iter()
+            .map(|op| match op {
+                ServerOp::Msg(d) => d,
+                other => panic!("expected only messages, got {other:?}"),
+            })
+            .collect()
+    }
+
+    /// `sync`, asserting nothing arrived before the PONG.
+    pub fn sync_empty(&mut self) {
+        let got = self.sync();
+        assert!(got.is_empty(), "expected nothing, got {got:?}");
+    }
+
+    /// The next delivered message; server PINGs are answered, anything else fails.
+    pub fn msg(&mut self) -> Delivery {
+        loop {
+            match self.op() {
+                ServerOp::Msg(d) => return d,
+                ServerOp::Ping => self.send(b"PONG\r\n"),
+                other => panic!("expected a message, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next op must be `-ERR '<text>'`.
+    pub fn expect_err(&mut self, text: &str) {
+        match self.op() {
+            ServerOp::Err(e) => assert_eq!(e, text),
+            other => panic!("expected -ERR '{text}', got {other:?}"),
+        }
+    }
+
+    /// Reads until the server closes; returns what it sent on the way.
+    pub fn until_closed(&mut self) -> Vec<ServerOp> {
+        let mut got = Vec::new();
+        while let Some(op) = self.try_op() {
+            got.push(op);
+        }
+        got
+    }
+
+    /// The next op must be `-ERR '<text>'`, then the connection must close.
+    pub fn expect_fatal(&mut self, text: &str) {
+        self.expect_err(text);
+        let rest = self.until_closed();
+        assert!(rest.is_empty(), "after -ERR '{text}': {rest:?}");
+    }
+}
+
+/// A deterministic xorshift generator for seeded random tests.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next_u64() % (hi - lo + 1) as u64) as usize
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next_u64() as u8).collect()
+    }
+}
+
+/// Requests `$MSGC.STATUS` over `c` (which must not be subscribed to
+/// `_INBOX.status`) and returns the parsed JSON.
+pub fn status(c: &mut Nats) -> serde_json::Value {
+    c.send(b"SUB _INBOX.status 9999\r\nPUB $MSGC.STATUS _INBOX.status 0\r\n\r\n");
+    let d = c.msg();
+    assert_eq!(d.subject, "_INBOX.status");
+    c.send(b"UNSUB 9999\r\n");
+    serde_json::from_slice(&d.payload).expect("status is JSON")
 }
