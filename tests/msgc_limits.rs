@@ -7,7 +7,9 @@ use common::*;
 use ecclusterd::client::proto::ServerOp;
 
 fn node_with(msgc_server: &str) -> Node {
-    Node::start(&single_node_conf(&format!("msgc_server {{ {msgc_server} }}")))
+    Node::start(&single_node_conf(&format!(
+        "msgc_server {{ {msgc_server} }}"
+    )))
 }
 
 #[test]
@@ -17,7 +19,12 @@ fn unknown_operation_is_refused_and_closed() {
     c.send(b"FOO bar\r\n");
     c.expect_fatal("Unknown Protocol Operation");
     // Wrong argument counts and bad sizes are the same error.
-    for bad in [&b"PUB\r\n"[..], b"PUB a b c d\r\n", b"PUB a x\r\n", b"SUB a\r\n"] {
+    for bad in [
+        &b"PUB\r\n"[..],
+        b"PUB a b c d\r\n",
+        b"PUB a x\r\n",
+        b"SUB a\r\n",
+    ] {
         let mut c = Nats::quiet(node.msgc());
         c.send(bad);
         c.expect_fatal("Unknown Protocol Operation");

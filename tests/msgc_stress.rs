@@ -42,7 +42,8 @@ fn many_frames_split_at_random_boundaries_arrive_intact_and_in_order() {
     hdr.sync_empty();
 
     let mut rng = Rng(0x5eed_1234_abcd_0001);
-    let mut stream = b"CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true}\r\n".to_vec();
+    let mut stream =
+        b"CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true}\r\n".to_vec();
     let mut want = Vec::new();
     for i in 0..2000 {
         let subject = format!("split.{}", i % 7);
@@ -92,10 +93,9 @@ fn many_frames_split_at_random_boundaries_arrive_intact_and_in_order() {
     for (i, (d, (subject, had_headers, payload))) in got.iter().zip(&want).enumerate() {
         assert_eq!(&d.subject, subject, "message {i}");
         assert!(d.payload[..] == payload[..], "payload of message {i}");
-        let h = ecclusterd::client::proto::headers::parse_headers(
-            d.headers.as_deref().expect("HMSG"),
-        )
-        .unwrap();
+        let h =
+            ecclusterd::client::proto::headers::parse_headers(d.headers.as_deref().expect("HMSG"))
+                .unwrap();
         let seq = i.to_string();
         assert_eq!(h.get("Seq"), had_headers.then_some(seq.as_str()));
         assert_eq!(h.get("Msgc-Sender"), Some(p.name().as_str()));
@@ -241,7 +241,10 @@ fn a_thousand_concurrent_clients_each_get_their_message() {
                     // Exactly one: nothing else is waiting behind it.
                     c.ping().await.expect("ping");
                     assert!(
-                        c.next_msg_timeout(Duration::ZERO).await.expect("read").is_none(),
+                        c.next_msg_timeout(Duration::ZERO)
+                            .await
+                            .expect("read")
+                            .is_none(),
                         "client {i} got more than its message"
                     );
                 })
