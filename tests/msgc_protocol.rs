@@ -193,7 +193,10 @@ fn hpub_delivers_headers_plus_the_sender_to_header_clients_and_the_payload_to_ot
 
     let got = plain.sync_msgs();
     assert_eq!(got.len(), 2);
-    assert!(got.iter().all(|d| d.headers.is_none()), "plain MSG: {got:?}");
+    assert!(
+        got.iter().all(|d| d.headers.is_none()),
+        "plain MSG: {got:?}"
+    );
     assert_eq!(&got[0].payload[..], payload);
     assert_eq!(&got[1].payload[..], b"abc");
 }
@@ -213,7 +216,10 @@ fn hmsg_frames_have_consistent_sizes_on_the_wire() {
         hdr.line(),
         format!("HMSG s 5 {} {}", block.len(), block.len() + 2)
     );
-    assert_eq!(hdr.read_exact(block.len() + 4), format!("{block}ok\r\n").as_bytes());
+    assert_eq!(
+        hdr.read_exact(block.len() + 4),
+        format!("{block}ok\r\n").as_bytes()
+    );
 }
 
 #[test]
@@ -379,7 +385,10 @@ fn verbs_are_case_insensitive_and_arguments_may_be_separated_by_tabs() {
         }
     }
     assert_eq!(got.len(), 2, "{got:?}");
-    assert_eq!((got[0].subject.as_str(), got[0].sid.as_str()), ("case.x", "7"));
+    assert_eq!(
+        (got[0].subject.as_str(), got[0].sid.as_str()),
+        ("case.x", "7")
+    );
     assert_eq!(&got[0].payload[..], b"hello");
     assert_eq!(got[1].reply.as_deref(), Some("reply.to"));
     assert_eq!(&got[1].payload[..], b"abc");
@@ -422,7 +431,10 @@ fn no_responders_status_for_requesters_that_ask_for_it() {
     // On the wire: `HMSG <reply> <sid> 16 16`.
     let mut l = Line::connect(node.msgc());
     l.line();
-    l.send(format!("CONNECT {WITH_HEADERS}\r\nSUB _INBOX.w 3\r\nPUB void _INBOX.w 0\r\n\r\n").as_bytes());
+    l.send(
+        format!("CONNECT {WITH_HEADERS}\r\nSUB _INBOX.w 3\r\nPUB void _INBOX.w 0\r\n\r\n")
+            .as_bytes(),
+    );
     assert_eq!(l.line(), "HMSG _INBOX.w 3 16 16");
     assert_eq!(l.read_exact(18), b"NATS/1.0 503\r\n\r\n\r\n");
 
@@ -461,4 +473,37 @@ fn msg_from_a_client_is_an_unknown_operation() {
     let mut c = Nats::quiet(node.msgc());
     c.send(b"MSG foo 1 2\r\nhi\r\n");
     c.expect_fatal("Unknown Protocol Operation");
+}
+
+#[test]
+fn a_queue_member_publishing_without_echo_does_not_swallow_the_groups_messages() {
+    let node = node();
+    let mut me = Nats::connect(
+        node.msgc(),
+        r#"{"verbose":false,"pedantic":false,"echo":false}"#,
+    );
+    me.send(b"SUB jobs workers 1\r\n");
+    me.sync_empty();
+    let mut others: Vec<Nats> = (0..2)
+        .map(|_| {
+            let mut m = Nats::quiet(node.msgc());
+            m.send(b"SUB jobs workers 1\r\n");
+            m.sync_empty();
+            m
+        })
+        .collect();
+    for i in 0..300 {
+        me.publish("jobs", i.to_string().as_bytes());
+    }
+    // Its own messages never come back to it...
+    me.sync_empty();
+    // ...and each goes to one of the other members instead, as in nats-server.
+    let mut seen = std::collections::BTreeSet::new();
+    for m in &mut others {
+        for d in m.sync_msgs() {
+            let n: u32 = std::str::from_utf8(&d.payload).unwrap().parse().unwrap();
+            assert!(seen.insert(n), "message {n} delivered twice");
+        }
+    }
+    assert_eq!(seen.len(), 300, "messages lost to the non-echo member");
 }

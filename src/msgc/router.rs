@@ -253,12 +253,23 @@ impl Router {
         let mut delivered = 0;
         let mut exhausted: Vec<Arc<Sub>> = Vec::new();
         let mut sender_headers: Option<Vec<u8>> = None;
-        let receivers: Vec<&SubRef> = matches.receivers(&mut self.picker).collect();
+        // The publisher itself, when it asked not to get its own messages.
+        let no_echo =
+            |s: &SubRef| s.0.client.id == from && !s.0.client.echo.load(Ordering::Relaxed);
+        let mut receivers: Vec<&SubRef> = matches.plain.iter().filter(|s| !no_echo(s)).collect();
+        for (_, members) in &matches.queues {
+            // Pick among the members that may receive it, so a non-echo
+            // publisher in its own group does not swallow the message.
+            let picked = if members.iter().any(no_echo) {
+                let eligible: Vec<&SubRef> = members.iter().filter(|s| !no_echo(s)).collect();
+                self.picker.pick(&eligible).copied()
+            } else {
+                self.picker.pick(members)
+            };
+            receivers.extend(picked);
+        }
         for SubRef(sub) in receivers {
             let c = &sub.client;
-            if c.id == from && !c.echo.load(Ordering::Relaxed) {
-                continue;
-            }
             // Honour an UNSUB-max budget (the router lock orders these updates).
             let max = sub.max.load(Ordering::Relaxed);
             let n = sub.delivered.load(Ordering::Relaxed);
