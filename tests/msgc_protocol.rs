@@ -75,7 +75,7 @@ fn verbose_acknowledges_every_operation_but_ping() {
     assert_eq!(c.op(), ServerOp::Ok);
     c.send(b"PUB v 2\r\nhi\r\n");
     // Own message (echo defaults to true) and the +OK, in either order.
-    let mut got = vec![c.op(), c.op()];
+    let mut got = [c.op(), c.op()];
     got.sort_by_key(|op| matches!(op, ServerOp::Ok));
     assert!(matches!(&got[0], ServerOp::Msg(d) if &d.payload[..] == b"hi"));
     assert_eq!(got[1], ServerOp::Ok);
