@@ -287,3 +287,41 @@ fn cli_request_gets_the_reply_or_says_nobody_answered() {
     assert_eq!(out, "");
     assert!(err.contains("no responders on nobody.here"), "{err}");
 }
+
+#[test]
+fn resubscribing_a_sid_to_the_same_group_is_no_leave_and_join() {
+    let node = node();
+    let mut obs = Nats::quiet(node.msgc());
+    obs.send(b"SUB $MSGC.GROUP.> 1\r\n");
+    obs.sync_empty();
+    let mut c = Nats::quiet(node.msgc());
+    let name = c.name();
+    c.send(b"SUB ec_cluster 1\r\n");
+    c.sync_empty();
+    assert_eq!(event(&mut obs, "ec_cluster")["event"], "join");
+    // The same sid again replaces the subscription; membership is unchanged.
+    c.send(b"SUB ec_cluster 1\r\n");
+    c.sync_empty();
+    obs.sync_empty();
+    // Moving the sid to another group is a join there and a leave here.
+    c.send(b"SUB ec_console 1\r\n");
+    c.sync_empty();
+    let mut got = vec![event_any(&mut obs), event_any(&mut obs)];
+    got.sort_by_key(|v| v["group"].as_str().unwrap_or_default().to_owned());
+    assert_eq!(
+        got,
+        [
+            json!({"event": "leave", "member": name, "group": "ec_cluster", "members": []}),
+            json!({"event": "join", "member": name, "group": "ec_console", "members": [name]}),
+        ]
+    );
+    // The replaced subscription no longer delivers.
+    c.send(b"PUB ec_cluster 0\r\n\r\n");
+    c.sync_empty();
+}
+
+fn event_any(c: &mut Nats) -> Value {
+    let d = c.msg();
+    assert!(d.subject.starts_with("$MSGC.GROUP."), "{}", d.subject);
+    serde_json::from_slice(&d.payload).expect("event is JSON")
+}

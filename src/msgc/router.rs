@@ -186,14 +186,16 @@ impl Router {
             .clients
             .get_mut(&client_id)
             .and_then(|(_, subs)| subs.by_sid.insert(sid.into(), sub.clone()));
-        if let Some(old) = old {
-            self.drop_sub(&old);
-        }
+        // Join before dropping a replaced subscription: re-subscribing a sid
+        // to the same group leaves the membership as it was, with no events.
         if groups::is_group(subject) {
             let member = sub.client.private_name.clone();
             if let Some(ev) = self.groups.join(subject, &member) {
                 self.publish_system(&ev.subject(), &ev.to_json());
             }
+        }
+        if let Some(old) = old {
+            self.drop_sub(&old);
         }
         Ok(())
     }
