@@ -325,3 +325,28 @@ fn event_any(c: &mut Nats) -> Value {
     assert!(d.subject.starts_with("$MSGC.GROUP."), "{}", d.subject);
     serde_json::from_slice(&d.payload).expect("event is JSON")
 }
+
+#[test]
+fn a_member_whose_unsub_max_runs_out_leaves_after_its_last_message() {
+    let node = node();
+    let mut obs = Nats::quiet(node.msgc());
+    obs.send(b"SUB $MSGC.GROUP.ec_cluster 1\r\n");
+    obs.sync_empty();
+    let mut c = Nats::quiet(node.msgc());
+    let name = c.name();
+    c.send(b"SUB ec_cluster 1\r\nUNSUB 1 2\r\n");
+    c.sync_empty();
+    assert_eq!(event(&mut obs, "ec_cluster")["event"], "join");
+    let mut p = Nats::quiet(node.msgc());
+    p.publish("ec_cluster", b"one");
+    p.sync_empty();
+    obs.sync_empty();
+    p.publish("ec_cluster", b"two");
+    p.sync_empty();
+    assert_eq!(
+        event(&mut obs, "ec_cluster"),
+        json!({"event": "leave", "member": name, "group": "ec_cluster", "members": []})
+    );
+    let got: Vec<_> = c.sync_msgs().into_iter().map(|d| d.payload).collect();
+    assert_eq!(got, [&b"one"[..], &b"two"[..]]);
+}
