@@ -302,6 +302,8 @@ msgc_server {{
             )
         })
         .collect()
+}
+
 // ---------------------------------------------------------------------------
 // A blocking NATS-protocol client for the msgc bus tests.
 
