@@ -203,3 +203,36 @@ pub fn latency(server: &str, msgs: u64, size: usize) -> io::Result<Latency> {
         max_us: us.last().copied().unwrap_or(0.0),
     })
 }
+
+/// Handshakes in flight at once while opening idle connections.
+const IDLE_PARALLEL: usize = 256;
+
+/// Opens up to `n` idle client connections to `server`, each through INFO,
+/// CONNECT and a PING/PONG round trip. Stops at the first failed batch (out
+/// of descriptors or ports, refused at max_connections) and returns the
+/// connections made so far along with the first error.
+pub async fn idle_connections(
+    ex: &smol::LocalExecutor<'_>,
+    server: &str,
+    n: usize,
+) -> (Vec<Connection>, Option<io::Error>) {
+    let mut conns = Vec::with_capacity(n);
+    let mut first_err = None;
+    while conns.len() < n && first_err.is_none() {
+        let batch: Vec<_> = (0..IDLE_PARALLEL.min(n - conns.len()))
+            .map(|_| {
+                let server = server.to_owned();
+                ex.spawn(async move { Connection::connect_default(&server, "bench-idle").await })
+            })
+            .collect();
+        for task in batch {
+            match task.await {
+                Ok(c) => conns.push(c),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+    }
+    (conns, first_err)
+}

@@ -142,8 +142,8 @@ pub struct StatusArgs {
 #[argh(
     subcommand,
     name = "bench",
-    example = "ecclusterd bench --pub 1 --sub 4 --msgs 1000000 --size 128\necclusterd bench --latency --msgs 10000 -s 127.0.0.1:4222",
-    note = "Throughput: PUB publishers share MSGS messages of SIZE bytes on one subject; SUB subscribers each receive all of them. Latency: MSGS request/reply round trips, one at a time, through a responder on its own connection."
+    example = "ecclusterd bench --pub 1 --sub 4 --msgs 1000000 --size 128\necclusterd bench --latency --msgs 10000 -s 127.0.0.1:4222\necclusterd bench --idle 10000",
+    note = "Throughput: PUB publishers share MSGS messages of SIZE bytes on one subject; SUB subscribers each receive all of them. Latency: MSGS request/reply round trips, one at a time, through a responder on its own connection. Idle: N connections held open, for measuring a server's memory per connection."
 )]
 pub struct BenchArgs {
     /// server HOST:PORT (default: as for pub)
@@ -170,6 +170,9 @@ pub struct BenchArgs {
     /// print one JSON object instead of text
     #[argh(switch)]
     json: bool,
+    /// open N idle connections (CONNECT + PING/PONG each), print `ready COUNT`, and hold them until standard input closes or SIGTERM
+    #[argh(option)]
+    idle: Option<usize>,
 }
 
 pub fn publish(a: PubArgs) -> ExitCode {
@@ -305,6 +308,9 @@ pub fn status(a: StatusArgs) -> ExitCode {
 
 pub fn bench(a: BenchArgs) -> ExitCode {
     let server = server(a.server, a.config);
+    if let Some(n) = a.idle {
+        return idle(&server, n);
+    }
     if a.latency {
         let msgs = a.msgs.unwrap_or(10_000);
         match bench::latency(&server, msgs, a.size) {
@@ -327,4 +333,30 @@ pub fn bench(a: BenchArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// `bench --idle N`: open the connections, report how many, then answer the
+/// server's PINGs on each until standard input reaches end of file.
+fn idle(server: &str, n: usize) -> ExitCode {
+    let ex = smol::LocalExecutor::new();
+    smol::block_on(ex.run(async {
+        let (conns, err) = bench::idle_connections(&ex, server, n).await;
+        if let Some(e) = err {
+            eprintln!(
+                "ecclusterd: bench: {} of {n} connections to {server}: {e}",
+                conns.len()
+            );
+        }
+        if conns.is_empty() {
+            return ExitCode::FAILURE;
+        }
+        println!("ready {}", conns.len());
+        let _ = io::stdout().flush();
+        let _held: Vec<_> = conns
+            .into_iter()
+            .map(|mut c| ex.spawn(async move { while c.next_msg().await.is_ok() {} }))
+            .collect();
+        let _ = smol::unblock(|| io::copy(&mut io::stdin(), &mut io::sink())).await;
+        ExitCode::SUCCESS
+    }))
 }

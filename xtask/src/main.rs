@@ -49,8 +49,8 @@ const TASKS: &[Task] = &[
     },
     Task {
         name: "bench",
-        usage: "bench",
-        about: "benchmarks (not implemented yet, issue #3)",
+        usage: "bench [--quick] [--rows K,..]",
+        about: "release ecclusterd vs nats-server: throughput, request/reply latency, memory (idle, 10k conns); table + target/bench/bench.json",
         run: bench::run,
     },
     Task {

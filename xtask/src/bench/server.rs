@@ -1,0 +1,322 @@
+//! The servers under test: start on 127.0.0.1 with raised fd limits, wait until ready,
+//! read their memory, stop them on every path out (Drop).
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use crate::util::{self, Result};
+
+/// How long a server gets to become ready, and to exit after SIGTERM.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Log lines of ecclusterd kept for error reports and the end-of-run summary.
+const LOG_KEEP: usize = 200;
+
+/// `sh -c` prefix that raises the descriptor limit as far as allowed, then execs the rest:
+/// 65536 if we may, else the hard limit (a container without CAP_SYS_RESOURCE).
+const RAISE_FDS: &str =
+    r#"ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$0" "$@""#;
+
+/// `program args...` under [`RAISE_FDS`]; the child's pid is the program's own (exec).
+pub fn with_fd_limit(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = util::cmd("sh");
+    cmd.args(["-c", RAISE_FDS]).arg(program);
+    cmd
+}
+
+pub struct Server {
+    /// "ecclusterd" or "nats-server".
+    pub name: &'static str,
+    /// HOST:PORT of its NATS client listener.
+    pub addr: String,
+    /// `--version` output, first line.
+    pub version: String,
+    child: Child,
+    /// ecclusterd's recent log lines.
+    log: Arc<Mutex<VecDeque<String>>>,
+    /// ecclusterd's temp config directory, removed on drop.
+    dir: Option<PathBuf>,
+}
+
+impl Server {
+    /// `ecclusterd run` on a config in `dir` with ephemeral 127.0.0.1 ports; ready when it
+    /// logs ` ready `, its client address taken from `msgcserver_listener: listening on`.
+    pub fn ecclusterd(bin: &Path, dir: &Path) -> Result<Server> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let conf = dir.join("ecclusterd.conf");
+        // max_connections lifted so the idle-connection row measures memory, not the limit.
+        let text = "cluster { nodename = \"bench\" }\n\
+            ECCluster_Listener { Listen \"127.0.0.1:0\" { } }\n\
+            msgcserver_listener { Listen \"127.0.0.1:0\" { max_connections = 0 } }\n";
+        std::fs::write(&conf, text).map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
+        let version = version(bin)?;
+        let mut cmd = with_fd_limit(bin);
+        cmd.arg("run")
+            .arg("-c")
+            .arg(&conf)
+            .args(["--log-level", "info"])
+            .env_remove("ECCLUSTERD_CONF")
+            .env_remove("EC_NODE_NAME")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let line = util::display(&cmd);
+        eprintln!("$ {line}");
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("could not start `{line}`: {e}"))?;
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log = Arc::new(Mutex::new(VecDeque::new()));
+        let (tx, rx) = mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    let _ = tx.send(line.clone());
+                    let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+                    if log.len() == LOG_KEEP {
+                        log.pop_front();
+                    }
+                    log.push_back(line);
+                }
+            });
+        }
+        let mut server = Server {
+            name: "ecclusterd",
+            addr: String::new(),
+            version,
+            child,
+            log,
+            dir: Some(dir.to_path_buf()),
+        };
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).map_err(|_| {
+                format!(
+                    "ecclusterd not ready within {PATIENCE:?}; its log:\n{}",
+                    server.log_tail()
+                )
+            })?;
+            if let Some((_, addr)) = line.split_once("msgcserver_listener: listening on ") {
+                server.addr = addr.trim().to_owned();
+            }
+            if line.contains(" ready ") {
+                break;
+            }
+        }
+        if server.addr.is_empty() {
+            return Err(format!(
+                "ecclusterd is ready but logged no msgcserver_listener address; its log:\n{}",
+                server.log_tail()
+            ));
+        }
+        Ok(server)
+    }
+
+    /// `nats-server -a 127.0.0.1 -p PORT` on a free port; ready when a TCP client gets INFO.
+    pub fn nats(program: &Path, log_file: &Path) -> Result<Server> {
+        let version = version(program)?;
+        let port = free_port()?;
+        let log = std::fs::File::create(log_file)
+            .map_err(|e| format!("cannot create {}: {e}", log_file.display()))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| format!("cannot share {}: {e}", log_file.display()))?;
+        let mut cmd = with_fd_limit(program);
+        cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        let line = util::display(&cmd);
+        eprintln!("$ {line}");
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("could not start `{line}`: {e}"))?;
+        let mut server = Server {
+            name: "nats-server",
+            addr: format!("127.0.0.1:{port}"),
+            version,
+            child,
+            log: Arc::default(),
+            dir: None,
+        };
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                return Err(format!(
+                    "nats-server exited ({status}) before it was ready; see {}",
+                    log_file.display()
+                ));
+            }
+            if reads_info(&server.addr) {
+                return Ok(server);
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "nats-server sent no INFO on {} within {PATIENCE:?}; see {}",
+                    server.addr,
+                    log_file.display()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory of the server process, in KiB (`VmRSS` of `/proc/<pid>/status`).
+    pub fn rss_kib(&self) -> Result<u64> {
+        let path = format!("/proc/{}/status", self.pid());
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().strip_suffix("kB"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| format!("no VmRSS line in {path}"))
+    }
+
+    /// Open descriptors of the server process.
+    pub fn fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// ecclusterd's log lines at WARN or ERROR (empty for nats-server).
+    pub fn warnings(&self) -> Vec<String> {
+        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        log.iter()
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            .cloned()
+            .collect()
+    }
+
+    fn log_tail(&self) -> String {
+        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        log.iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+
+    /// ecclusterd: SIGTERM, then SIGKILL if it has not exited within [`PATIENCE`].
+    /// nats-server: SIGKILL. Returns how it ended, for the report.
+    pub fn stop(&mut self) -> String {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return format!("had already exited ({status})");
+        }
+        if self.name == "ecclusterd" {
+            let term = util::cmd("kill")
+                .args(["-TERM", &self.pid().to_string()])
+                .status();
+            if term.is_ok_and(|s| s.success()) {
+                let deadline = Instant::now() + PATIENCE;
+                while Instant::now() < deadline {
+                    if let Ok(Some(status)) = self.child.try_wait() {
+                        return format!("stopped by SIGTERM ({status})");
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+        let _ = self.child.kill();
+        match self.child.wait() {
+            Ok(status) => format!("killed ({status})"),
+            Err(e) => format!("kill failed: {e}"),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let how = self.stop();
+        eprintln!("{} (pid {}): {how}", self.name, self.pid());
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// First line of `program --version`.
+fn version(program: &Path) -> Result<String> {
+    let out = util::output(util::cmd(program).arg("--version"))?;
+    Ok(out.lines().next().unwrap_or_default().trim().to_owned())
+}
+
+/// A port that was free on 127.0.0.1 a moment ago.
+fn free_port() -> Result<u16> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("cannot find a free port on 127.0.0.1: {e}"))
+}
+
+/// Whether a client connecting to `addr` is greeted with an `INFO` line.
+fn reads_info(addr: &str) -> bool {
+    let Ok(stream) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut line = String::new();
+    let mut reader = BufReader::new(stream.take(64 * 1024));
+    reader.read_line(&mut line).is_ok() && line.starts_with("INFO ")
+}
+
+/// `nats-server` on PATH; else, as root with apt-get, `apt-get install -y nats-server`
+/// (after `apt-get update` if the first try fails). None when it cannot be had.
+pub fn find_or_install_nats() -> Option<PathBuf> {
+    if let Some(p) = on_path("nats-server") {
+        return Some(p);
+    }
+    if !is_root() || on_path("apt-get").is_none() {
+        eprintln!("nats-server is not on PATH, and apt-get is not usable here (not root)");
+        return None;
+    }
+    let install = || {
+        util::run(
+            util::cmd("apt-get")
+                .args(["install", "-y", "nats-server"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+    };
+    if let Err(e) = install() {
+        eprintln!("{e}; retrying after apt-get update");
+        if let Err(e) = util::run(util::cmd("apt-get").arg("update")).and_then(|()| install()) {
+            eprintln!("{e}");
+            return None;
+        }
+    }
+    on_path("nats-server")
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|v| v.split_whitespace().nth(1))
+            == Some("0")
+    })
+}
