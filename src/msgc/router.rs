@@ -16,6 +16,9 @@ use crate::client::proto::encode::push_u64;
 use crate::client::proto::headers::{self, MSGC_SENDER, NO_RESPONDERS};
 use crate::subject::{Matches, QueuePicker, SubjectIndex};
 
+/// Subjects whose matches are remembered; past it the cache starts over.
+const MATCH_CACHE_MAX: usize = 4096;
+
 /// Requests to this subject are answered by the daemon with its status as JSON.
 pub const STATUS_SUBJECT: &str = "$MSGC.STATUS";
 
@@ -104,7 +107,8 @@ pub struct Router {
     picker: QueuePicker,
     max_subs: usize,
     counters: Arc<Counters>,
-    scratch: Matches<SubRef>,
+    /// Recent subjects' matches; emptied whenever a subscription changes.
+    cache: HashMap<Box<str>, Matches<SubRef>>,
     head: Vec<u8>,
 }
 
@@ -119,7 +123,7 @@ impl Router {
             picker: QueuePicker::new(seed),
             max_subs: if max_subs == 0 { usize::MAX } else { max_subs },
             counters,
-            scratch: Matches::default(),
+            cache: HashMap::new(),
             head: Vec::with_capacity(256),
         }
     }
@@ -182,6 +186,7 @@ impl Router {
         self.index
             .insert(subject, queue, SubRef(sub.clone()))
             .map_err(|_| SubError::InvalidSubject)?;
+        self.cache.clear();
         let old = self
             .clients
             .get_mut(&client_id)
@@ -222,6 +227,7 @@ impl Router {
     fn drop_sub(&mut self, sub: &Arc<Sub>) {
         self.index
             .remove(&sub.subject, sub.queue.as_deref(), &SubRef(sub.clone()));
+        self.cache.clear();
         if groups::is_group(&sub.subject)
             && let Some(ev) = self.groups.leave(&sub.subject, &sub.client.private_name)
         {
@@ -249,96 +255,64 @@ impl Router {
     /// subscription: each plain subscriber, one member per queue group.
     /// Returns how many deliveries were queued.
     pub fn publish(&mut self, from: u64, msg: &Message<'_>) -> usize {
-        let mut matches = std::mem::take(&mut self.scratch);
-        matches.clear();
-        self.index.matches_into(msg.subject, &mut matches);
-        let mut delivered = 0;
-        let mut exhausted: Vec<Arc<Sub>> = Vec::new();
-        let mut sender_headers: Option<Vec<u8>> = None;
+        // A hit reuses the match (and its key); a miss walks the index.
+        let (key, matches) = match self.cache.remove_entry(msg.subject) {
+            Some(hit) => hit,
+            None => {
+                let mut m = Matches::default();
+                self.index.matches_into(msg.subject, &mut m);
+                (Box::from(msg.subject), m)
+            }
+        };
+        let mut out = Delivery {
+            head: &mut self.head,
+            sender_headers: None,
+            exhausted: Vec::new(),
+            delivered: 0,
+            bytes: 0,
+            slow: 0,
+        };
         // The publisher itself, when it asked not to get its own messages.
         let no_echo =
             |s: &SubRef| s.0.client.id == from && !s.0.client.echo.load(Ordering::Relaxed);
-        let mut receivers: Vec<&SubRef> = matches.plain.iter().filter(|s| !no_echo(s)).collect();
+        for s in matches.plain.iter().filter(|s| !no_echo(s)) {
+            out.deliver(msg, &s.0);
+        }
         for (_, members) in &matches.queues {
             // Pick among the members that may receive it, so a non-echo
             // publisher in its own group does not swallow the message.
             let picked = if members.iter().any(no_echo) {
                 let eligible: Vec<&SubRef> = members.iter().filter(|s| !no_echo(s)).collect();
-                self.picker.pick(&eligible).copied()
+                self.picker.pick(&eligible).map(|s| s.0.clone())
             } else {
-                self.picker.pick(members)
+                self.picker.pick(members).map(|s| s.0.clone())
             };
-            receivers.extend(picked);
-        }
-        for SubRef(sub) in receivers {
-            let c = &sub.client;
-            // Honour an UNSUB-max budget (the router lock orders these updates).
-            let max = sub.max.load(Ordering::Relaxed);
-            let n = sub.delivered.load(Ordering::Relaxed);
-            if n >= max {
-                continue;
-            }
-            sub.delivered.store(n + 1, Ordering::Relaxed);
-            if n + 1 == max {
-                exhausted.push(sub.clone());
-            }
-            let result = if c.headers.load(Ordering::Relaxed) {
-                let hdr =
-                    sender_headers.get_or_insert_with(|| with_sender(msg.headers, msg.sender));
-                encode_hmsg_head(
-                    &mut self.head,
-                    msg.subject,
-                    &sub.sid,
-                    msg.reply,
-                    hdr.len(),
-                    msg.payload.len(),
-                );
-                self.head.extend_from_slice(hdr);
-                c.out.push_msg(Frame {
-                    head: &self.head,
-                    body: Some(msg.payload),
-                    tail: b"\r\n",
-                })
-            } else {
-                encode_msg_head(
-                    &mut self.head,
-                    msg.subject,
-                    &sub.sid,
-                    msg.reply,
-                    msg.payload.len(),
-                );
-                c.out.push_msg(Frame {
-                    head: &self.head,
-                    body: Some(msg.payload),
-                    tail: b"\r\n",
-                })
-            };
-            match result {
-                Ok(()) => {
-                    delivered += 1;
-                    Counters::add(&self.counters.msgs_out, 1);
-                    Counters::add(&self.counters.bytes_out, msg.payload.len() as u64);
-                }
-                Err(Closed::SlowConsumer) => {
-                    // Only the first refusal after the limit reports SlowConsumer.
-                    Counters::add(&self.counters.slow_consumers, 1);
-                    log::warn!(
-                        "client {} is a slow consumer: cut off (pending limit reached)",
-                        c.private_name
-                    );
-                }
-                Err(Closed::Gone) => {}
+            if let Some(sub) = picked {
+                out.deliver(msg, &sub);
             }
         }
+        let Delivery {
+            exhausted,
+            delivered,
+            bytes,
+            slow,
+            ..
+        } = out;
+        Counters::add(&self.counters.msgs_out, delivered as u64);
+        Counters::add(&self.counters.bytes_out, bytes);
+        Counters::add(&self.counters.slow_consumers, slow);
+        // `$MSGC.STATUS` always has a responder: the daemon itself.
+        let found = !matches.is_empty() || msg.subject == STATUS_SUBJECT;
+        if self.cache.len() >= MATCH_CACHE_MAX {
+            self.cache.clear();
+        }
+        self.cache.insert(key, matches);
         for sub in exhausted {
             if let Some((_, subs)) = self.clients.get_mut(&sub.client.id) {
                 subs.by_sid.remove(&sub.sid);
             }
             self.drop_sub(&sub);
         }
-        // `$MSGC.STATUS` always has a responder: the daemon itself.
-        let found = !matches.is_empty() || msg.subject == STATUS_SUBJECT;
-        self.scratch = matches;
         if !found && let Some(reply) = msg.reply {
             self.no_responders(from, reply);
         }
@@ -374,6 +348,77 @@ impl Router {
                 });
                 return;
             }
+        }
+    }
+}
+
+/// One publish's fan-out: frames written into receivers' queues, tallied
+/// once at the end instead of per receiver.
+struct Delivery<'a> {
+    head: &'a mut Vec<u8>,
+    /// Built on the first header-capable receiver, shared by the rest.
+    sender_headers: Option<Vec<u8>>,
+    /// Subscriptions whose `UNSUB max` this message used up.
+    exhausted: Vec<Arc<Sub>>,
+    delivered: usize,
+    bytes: u64,
+    slow: u64,
+}
+
+impl Delivery<'_> {
+    fn deliver(&mut self, msg: &Message<'_>, sub: &Arc<Sub>) {
+        let c = &sub.client;
+        // Honour an UNSUB-max budget (the router lock orders these updates).
+        let max = sub.max.load(Ordering::Relaxed);
+        let n = sub.delivered.load(Ordering::Relaxed);
+        if n >= max {
+            return;
+        }
+        sub.delivered.store(n + 1, Ordering::Relaxed);
+        if n + 1 == max {
+            self.exhausted.push(sub.clone());
+        }
+        if c.headers.load(Ordering::Relaxed) {
+            let hdr = self
+                .sender_headers
+                .get_or_insert_with(|| with_sender(msg.headers, msg.sender));
+            encode_hmsg_head(
+                self.head,
+                msg.subject,
+                &sub.sid,
+                msg.reply,
+                hdr.len(),
+                msg.payload.len(),
+            );
+            self.head.extend_from_slice(hdr);
+        } else {
+            encode_msg_head(
+                self.head,
+                msg.subject,
+                &sub.sid,
+                msg.reply,
+                msg.payload.len(),
+            );
+        }
+        let result = c.out.push_msg(Frame {
+            head: self.head,
+            body: Some(msg.payload),
+            tail: b"\r\n",
+        });
+        match result {
+            Ok(()) => {
+                self.delivered += 1;
+                self.bytes += msg.payload.len() as u64;
+            }
+            Err(Closed::SlowConsumer) => {
+                // Reported once, by the push that crossed the limit.
+                self.slow += 1;
+                log::warn!(
+                    "client {} is a slow consumer: cut off (pending limit reached)",
+                    c.private_name
+                );
+            }
+            Err(Closed::Gone) => {}
         }
     }
 }
@@ -505,6 +550,28 @@ mod tests {
         assert_eq!(publish(&mut r, 9, "orders.eu.x", Some("_INBOX.r"), "y"), 1);
         assert_eq!(drain(&a), "");
         assert_eq!(drain(&b), "MSG orders.eu.x s2 _INBOX.r 1\r\ny\r\n");
+    }
+
+    #[test]
+    fn the_match_cache_never_serves_a_stale_subscription_set() {
+        let mut r = router();
+        let a = client(&mut r, 1, false);
+        let b = client(&mut r, 2, false);
+        r.subscribe(1, "t.*", None, "1").unwrap();
+        assert_eq!(publish(&mut r, 9, "t.x", None, "1"), 1);
+        r.subscribe(2, "t.x", None, "2").unwrap();
+        assert_eq!(publish(&mut r, 9, "t.x", None, "2"), 2);
+        r.unsubscribe(1, "1", None);
+        assert_eq!(publish(&mut r, 9, "t.x", None, "3"), 1);
+        r.remove_client(2);
+        assert_eq!(publish(&mut r, 9, "t.x", None, "4"), 0);
+        assert_eq!(drain(&a).matches("MSG").count(), 2);
+        assert_eq!(drain(&b).matches("MSG").count(), 2);
+        // Past its bound the cache starts over instead of growing.
+        for i in 0..MATCH_CACHE_MAX + 10 {
+            publish(&mut r, 9, &format!("s.{i}"), None, "x");
+        }
+        assert!(r.cache.len() <= MATCH_CACHE_MAX);
     }
 
     #[test]

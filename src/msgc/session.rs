@@ -17,8 +17,13 @@ use super::status::Counters;
 use crate::client::proto::{self, ConnectOptions, Op, ProtoError, Publish, text};
 use crate::daemon::{Conn, Local, Remote, Shutdown};
 
-/// Read buffer size: many frames per syscall.
-const READ_CHUNK: usize = 64 * 1024;
+/// Read buffer bounds: a busy publisher's buffer grows to the maximum so one
+/// syscall brings many frames; an idle connection's stays small (10,000 idle
+/// clients would otherwise pin 640 MB).
+const READ_MIN: usize = 512;
+const READ_MAX: usize = 64 * 1024;
+/// Reads in a row that use under a quarter of the buffer before it shrinks.
+const SHRINK_AFTER: u32 = 8;
 /// Unanswered server PINGs before the connection is declared stale.
 const MAX_PINGS_OUT: u32 = 2;
 /// How long a closing connection gets to take its last `-ERR`.
@@ -49,7 +54,7 @@ pub async fn serve(
     // Clients and peer servers share this port: the first bytes tell them apart.
     let mut deadline = Timer::after(bus.limits.connect_timeout);
     let mut first = Vec::new();
-    let mut buf = vec![0u8; READ_CHUNK];
+    let mut buf = vec![0u8; READ_MIN];
     loop {
         if let Some(peer) = crate::mesh::is_peer_hello(&first) {
             if peer {
@@ -145,7 +150,7 @@ async fn read_half(
     deadline: Timer,
 ) {
     let mut parser = proto::ClientParser::new(bus.limits.proto);
-    let mut buf = vec![0u8; READ_CHUNK];
+    let mut buf = ReadBuf::new();
     let mut connect_deadline = Some(deadline);
     if !first.is_empty() {
         shared.active.store(true, Ordering::Relaxed);
@@ -156,7 +161,7 @@ async fn read_half(
         }
     }
     loop {
-        let read = async { Some(conn.read(&mut buf).await) };
+        let read = async { Some(conn.read(buf.space()).await) };
         let n = match connect_deadline.as_mut() {
             Some(deadline) => {
                 read.or(async {
@@ -178,7 +183,7 @@ async fn read_half(
         };
         shared.active.store(true, Ordering::Relaxed);
         Counters::add(&bus.counters.bytes_in, n as u64);
-        parser.feed(&buf[..n]);
+        parser.feed(buf.filled(n));
         if process(bus, shared, &mut parser, &mut connect_deadline, remote) == Flow::Stop {
             return;
         }
@@ -191,6 +196,44 @@ async fn read_half(
         future::yield_now().await;
     }
     shared.client.out.close();
+}
+
+/// A read buffer that follows the connection's traffic.
+struct ReadBuf {
+    buf: Vec<u8>,
+    small_reads: u32,
+}
+
+impl ReadBuf {
+    fn new() -> Self {
+        ReadBuf {
+            buf: vec![0; READ_MIN],
+            small_reads: 0,
+        }
+    }
+
+    fn space(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+
+    /// The `n` bytes just read; resizes for the next read.
+    fn filled(&mut self, n: usize) -> &[u8] {
+        let len = self.buf.len();
+        if n == len && len < READ_MAX {
+            self.buf.resize(len * 2, 0);
+            self.small_reads = 0;
+        } else if n < len / 4 && len > READ_MIN {
+            self.small_reads += 1;
+            if self.small_reads >= SHRINK_AFTER {
+                self.buf.truncate(len / 2);
+                self.buf.shrink_to_fit();
+                self.small_reads = 0;
+            }
+        } else {
+            self.small_reads = 0;
+        }
+        &self.buf[..n.min(self.buf.len())]
+    }
 }
 
 #[derive(PartialEq, Eq)]
@@ -410,5 +453,32 @@ async fn keepalive(bus: &Bus, shared: &Shared) {
         if shared.client.out.push_control(b"PING\r\n").is_err() {
             return future::pending().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_buffer_grows_with_full_reads_and_shrinks_when_idle() {
+        let mut b = ReadBuf::new();
+        assert_eq!(b.space().len(), READ_MIN);
+        let mut len = READ_MIN;
+        while len < READ_MAX {
+            assert_eq!(b.filled(len).len(), len);
+            len *= 2;
+            assert_eq!(b.space().len(), len);
+        }
+        b.filled(READ_MAX);
+        assert_eq!(b.space().len(), READ_MAX, "never past the maximum");
+        for _ in 0..SHRINK_AFTER {
+            b.filled(10);
+        }
+        assert_eq!(b.space().len(), READ_MAX / 2);
+        for _ in 0..SHRINK_AFTER * 20 {
+            assert_eq!(b.filled(1).len(), 1);
+        }
+        assert_eq!(b.space().len(), READ_MIN, "never under the minimum");
     }
 }
