@@ -144,3 +144,53 @@ fn version_flag() {
         format!("ecclusterd {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+/// The README's first command: `ecclusterd run` with no argument, from the
+/// repository, serves conf/'s default on *:4802 and *:4809.
+#[test]
+fn run_with_no_argument_serves_the_default_ports() {
+    for port in [4802, 4809] {
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_err() {
+            eprintln!(
+                "SKIPPED: port {port} is taken on this machine; cannot start the default config"
+            );
+            return;
+        }
+    }
+    let mut child = std::process::Command::new(bin())
+        .arg("run")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("ECCLUSTERD_CONF")
+        .env_remove("EC_NODE_NAME")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains(" ready ") {
+            break;
+        }
+    }
+    let log = seen.join("\n");
+    // Every interface: one dual-stack socket, or IPv4 only on hosts without IPv6.
+    for (listener, port) in [("ECCluster_Listener", 4802), ("msgcserver_listener", 4809)] {
+        assert!(
+            log.contains(&format!("{listener}: listening on [::]:{port}"))
+                || log.contains(&format!("{listener}: listening on 0.0.0.0:{port}")),
+            "{log}"
+        );
+    }
+    let mut c = Line::connect("127.0.0.1:4809".parse().unwrap());
+    assert!(c.line().starts_with("INFO "));
+    let _d = Line::connect("127.0.0.1:4802".parse().unwrap());
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
