@@ -13,4 +13,5 @@ pub mod daemon;
 pub mod logger;
 pub mod mesh;
 pub mod msgc;
+pub mod order;
 pub mod subject;

@@ -1,0 +1,97 @@
+//! The in-memory log: ops `start..=op()`, with everything below `start`
+//! folded into a base snapshot (kept by the caller).
+
+use std::collections::VecDeque;
+
+use super::msg::{Entry, LogImage};
+use super::state::State;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Log {
+    start: u64,
+    entries: VecDeque<Entry>,
+}
+
+impl Log {
+    pub fn new() -> Self {
+        Log {
+            start: 1,
+            entries: VecDeque::new(),
+        }
+    }
+
+    pub fn from_image(img: LogImage) -> (Self, State) {
+        let start = img.start.max(1);
+        (
+            Log {
+                start,
+                entries: img.entries.into(),
+            },
+            img.base,
+        )
+    }
+
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// Last op held; `start - 1` when empty.
+    pub fn op(&self) -> u64 {
+        self.start + self.entries.len() as u64 - 1
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn get(&self, op: u64) -> Option<&Entry> {
+        if op < self.start {
+            return None;
+        }
+        self.entries.get(usize::try_from(op - self.start).ok()?)
+    }
+
+    pub fn push(&mut self, e: Entry) {
+        self.entries.push_back(e);
+    }
+
+    /// Entries `from..=to` (clamped to what is held).
+    pub fn range(&self, from: u64, to: u64) -> Vec<Entry> {
+        let from = from.max(self.start);
+        let to = to.min(self.op());
+        (from..=to).filter_map(|op| self.get(op).cloned()).collect()
+    }
+
+    /// Drops ops `<= upto`, folding them into `base`.
+    pub fn truncate(&mut self, upto: u64, base: &mut State) {
+        while self.start <= upto {
+            match self.entries.pop_front() {
+                Some(e) => {
+                    base.apply(&e);
+                    self.start += 1;
+                }
+                None => break,
+            }
+        }
+    }
+
+    pub fn image(&self, base: &State) -> LogImage {
+        LogImage {
+            base: base.clone(),
+            start: self.start,
+            entries: self.entries.iter().cloned().collect(),
+        }
+    }
+
+    /// Latest View entry held, scanning from the end.
+    pub fn last_view(&self) -> Option<(u64, &Entry)> {
+        let mut op = self.op();
+        for e in self.entries.iter().rev() {
+            if matches!(e, Entry::View(_)) {
+                return Some((op, e));
+            }
+            op -= 1;
+        }
+        None
+    }
+}

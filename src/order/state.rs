@@ -1,0 +1,88 @@
+//! Replicated state derived from committed entries: membership view, groups
+//! and the dedup table. Every replica holds an identical copy at each op.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::NodeId;
+use super::msg::Entry;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    /// Id of the last committed membership view (0 before the first).
+    pub view_id: u64,
+    pub members: BTreeSet<NodeId>,
+    /// group → member → origin node of its Join.
+    pub groups: BTreeMap<String, BTreeMap<String, NodeId>>,
+    /// origin → (incarnation, last committed pseq).
+    pub dedup: BTreeMap<NodeId, (u64, u64)>,
+}
+
+impl State {
+    /// Applies one committed entry; returns the (member, group) pairs a View
+    /// entry removed because their node left the view (implied leaves).
+    pub fn apply(&mut self, e: &Entry) -> Vec<(String, String)> {
+        if let Some(id) = e.proposal() {
+            let newer = match self.dedup.get(&id.origin) {
+                None => true,
+                Some(&(inc, ps)) => (id.incarnation, id.pseq) > (inc, ps),
+            };
+            if newer {
+                self.dedup.insert(id.origin, (id.incarnation, id.pseq));
+            }
+        }
+        match e {
+            Entry::Publish(_) => Vec::new(),
+            Entry::Join(g) => {
+                // A node outside the view has no members: its late joins are
+                // dropped here and re-proposed by it when it is re-admitted.
+                if self.members.contains(&g.id.origin) {
+                    self.groups
+                        .entry(g.group.clone())
+                        .or_default()
+                        .insert(g.member.clone(), g.id.origin);
+                }
+                Vec::new()
+            }
+            Entry::Leave(g) => {
+                if let Some(m) = self.groups.get_mut(&g.group) {
+                    m.remove(&g.member);
+                    if m.is_empty() {
+                        self.groups.remove(&g.group);
+                    }
+                }
+                Vec::new()
+            }
+            Entry::View(v) => {
+                self.view_id = v.id;
+                self.members = v.members.iter().copied().collect();
+                let mut gone = Vec::new();
+                for (group, ms) in self.groups.iter_mut() {
+                    ms.retain(|member, origin| {
+                        let keep = self.members.contains(origin);
+                        if !keep {
+                            gone.push((member.clone(), group.clone()));
+                        }
+                        keep
+                    });
+                }
+                self.groups.retain(|_, ms| !ms.is_empty());
+                gone
+            }
+        }
+    }
+
+    /// Whether `member` is in `group`.
+    pub fn is_member(&self, member: &str, group: &str) -> bool {
+        self.groups
+            .get(group)
+            .is_some_and(|m| m.contains_key(member))
+    }
+
+    /// Sorted members of a group.
+    pub fn group_members(&self, group: &str) -> Vec<String> {
+        self.groups
+            .get(group)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}
