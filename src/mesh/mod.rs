@@ -8,6 +8,7 @@
 
 pub mod frame;
 pub mod handshake;
+pub mod order_codec;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
