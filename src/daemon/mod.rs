@@ -115,14 +115,10 @@ async fn serve(
     {
         let (mesh, events) = Mesh::new(&settings, eccluster_port);
         bus.set_mesh(mesh.clone());
+        let ordered =
+            crate::msgc::ordered::start(bus.clone(), mesh.clone(), events, &settings, &ex);
+        bus.set_ordered(ordered);
         mesh.start(&ex, shutdown.clone());
-        // Until the ordering layer consumes them, mesh events are only logged.
-        ex.spawn(async move {
-            while let Ok(e) = events.recv().await {
-                log::debug!("mesh event: {e:?}");
-            }
-        })
-        .detach();
     }
     let drain = Drain::new();
     for (b, service) in bound {

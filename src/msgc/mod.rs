@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod groups;
+pub mod ordered;
 pub mod outbound;
 pub mod router;
 mod session;
@@ -67,6 +68,7 @@ pub struct Bus {
     server_id: String,
     listeners: Mutex<Vec<ListenerStatus>>,
     mesh: OnceLock<Arc<Mesh>>,
+    ordered: OnceLock<Arc<ordered::Ordered>>,
 }
 
 impl Bus {
@@ -93,6 +95,7 @@ impl Bus {
             server_id: format!("ECCLUSTERD-{}-{:x}", settings.node, seed & 0xffff_ffff),
             listeners: Mutex::new(Vec::new()),
             mesh: OnceLock::new(),
+            ordered: OnceLock::new(),
         }
     }
 
@@ -104,6 +107,15 @@ impl Bus {
 
     pub fn mesh(&self) -> Option<&Arc<Mesh>> {
         self.mesh.get()
+    }
+
+    /// With peers, publishes go through the total order.
+    pub fn set_ordered(&self, o: Arc<ordered::Ordered>) {
+        let _ = self.ordered.set(o);
+    }
+
+    pub fn ordered(&self) -> Option<&Arc<ordered::Ordered>> {
+        self.ordered.get()
     }
 
     /// Locks the routing table. Held for one read's worth of operations.
@@ -171,6 +183,7 @@ impl Bus {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
             self.mesh().map(|m| m.status()).unwrap_or_default(),
+            self.ordered().and_then(|o| o.status()),
         )
     }
 

@@ -34,9 +34,37 @@ pub struct Client {
     pub echo: AtomicBool,
     pub no_responders: AtomicBool,
     pub verbose: AtomicBool,
+    /// With peers: the seq of this client's last publish handed to the total
+    /// order, the last one confirmed (committed or refused), and the PINGs
+    /// waiting for a confirmation (each the seq it waits for).
+    pub published: AtomicU64,
+    pub confirmed: AtomicU64,
+    pub pongs: std::sync::Mutex<std::collections::VecDeque<u64>>,
 }
 
 impl Client {
+    /// Records a confirmation up to `seq` and answers the PINGs it releases.
+    pub fn confirm(&self, seq: u64) {
+        self.confirmed.fetch_max(seq, Ordering::Relaxed);
+        let mut pongs = self.pongs.lock().unwrap_or_else(|p| p.into_inner());
+        while pongs.front().is_some_and(|&want| want <= seq) {
+            pongs.pop_front();
+            let _ = self.out.push_control(b"PONG\r\n");
+        }
+    }
+
+    /// A PING: answered now if nothing this client published is unconfirmed,
+    /// else when the last publish before it is confirmed.
+    pub fn ping(&self) {
+        let mut pongs = self.pongs.lock().unwrap_or_else(|p| p.into_inner());
+        let want = self.published.load(Ordering::Relaxed);
+        if want <= self.confirmed.load(Ordering::Relaxed) && pongs.is_empty() {
+            let _ = self.out.push_control(b"PONG\r\n");
+        } else {
+            pongs.push_back(want);
+        }
+    }
+
     pub fn new(id: u64, node: &str, limits: Limits) -> Self {
         Client {
             id,
@@ -46,6 +74,9 @@ impl Client {
             echo: AtomicBool::new(true),
             no_responders: AtomicBool::new(false),
             verbose: AtomicBool::new(false),
+            published: AtomicU64::new(0),
+            confirmed: AtomicU64::new(0),
+            pongs: std::sync::Mutex::new(std::collections::VecDeque::new()),
         }
     }
 }
@@ -84,6 +115,15 @@ pub struct Message<'a> {
     pub sender: &'a str,
 }
 
+/// A local group join or leave for the total order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupChange {
+    pub join: bool,
+    pub client: u64,
+    pub member: String,
+    pub group: String,
+}
+
 /// Why a subscription was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SubError {
@@ -107,6 +147,9 @@ pub struct Router {
     picker: QueuePicker,
     max_subs: usize,
     counters: Arc<Counters>,
+    /// With peers: group events come from the total order, not from here.
+    replicated: bool,
+    group_changes: Vec<GroupChange>,
     /// Recent subjects' matches; emptied whenever a subscription changes.
     cache: HashMap<Box<str>, Matches<SubRef>>,
     head: Vec<u8>,
@@ -124,6 +167,8 @@ impl Router {
             max_subs: if max_subs == 0 { usize::MAX } else { max_subs },
             counters,
             cache: HashMap::new(),
+            replicated: false,
+            group_changes: Vec::new(),
             head: Vec::with_capacity(256),
         }
     }
@@ -196,7 +241,7 @@ impl Router {
         if groups::is_group(subject) {
             let member = sub.client.private_name.clone();
             if let Some(ev) = self.groups.join(subject, &member) {
-                self.publish_system(&ev.subject(), &ev.to_json());
+                self.group_event(sub.client.id, ev);
             }
         }
         if let Some(old) = old {
@@ -231,8 +276,43 @@ impl Router {
         if groups::is_group(&sub.subject)
             && let Some(ev) = self.groups.leave(&sub.subject, &sub.client.private_name)
         {
+            self.group_event(sub.client.id, ev);
+        }
+    }
+
+    /// A local member's first join or last leave: published at once on a
+    /// standalone node; with peers, queued for the total order, and published
+    /// when it is delivered (`take_group_changes`, `publish_group_event`).
+    fn group_event(&mut self, client: u64, ev: groups::Event) {
+        if self.replicated {
+            self.group_changes.push(GroupChange {
+                join: ev.event == groups::Kind::Join,
+                client,
+                member: ev.member,
+                group: ev.group,
+            });
+        } else {
             self.publish_system(&ev.subject(), &ev.to_json());
         }
+    }
+
+    /// Group membership is decided by the cluster's total order from now on.
+    pub fn set_replicated(&mut self) {
+        self.replicated = true;
+    }
+
+    /// Local joins and leaves waiting to be proposed to the total order.
+    pub fn take_group_changes(&mut self) -> Vec<GroupChange> {
+        std::mem::take(&mut self.group_changes)
+    }
+
+    /// Publishes a membership event as the cluster ordered it.
+    pub fn publish_group_event(&mut self, ev: &groups::Event) {
+        self.publish_system(&ev.subject(), &ev.to_json());
+    }
+
+    pub fn client(&self, id: u64) -> Option<Arc<Client>> {
+        self.clients.get(&id).map(|(c, _)| c.clone())
     }
 
     /// Publishes as the daemon itself (membership events, status replies).

@@ -11,6 +11,7 @@ use futures_lite::{AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt, future};
 use smol::Timer;
 
 use super::Bus;
+use super::ordered::Input;
 use super::outbound::{Batch, Closed};
 use super::router::{Client, Message};
 use super::status::Counters;
@@ -127,7 +128,11 @@ pub async fn serve(
     .or(keepalive)
     .await;
     conn.shutdown();
-    bus.router().remove_client(id);
+    {
+        let mut r = bus.router();
+        r.remove_client(id);
+        submit_group_changes(&bus, &mut r);
+    }
     log::debug!("msgc client {} closed", shared.client.private_name);
 }
 
@@ -291,7 +296,8 @@ fn process(
                 return Flow::Stop;
             }
             Op::Ping => {
-                let _ = shared.client.out.push_control(b"PONG\r\n");
+                // With peers, only once every earlier publish is ordered.
+                shared.client.ping();
             }
             Op::Pong => {
                 shared.pings_out.store(0, Ordering::Relaxed);
@@ -335,6 +341,29 @@ fn process(
             }) => {
                 Counters::add(&bus.counters.msgs_in, 1);
                 let r = router.get_or_insert_with(|| bus.router());
+                // With peers every publish takes its place in the total order
+                // first; the daemon's own `$MSGC.` subjects stay on this node.
+                if let Some(ord) = bus.ordered()
+                    && !subject.starts_with("$MSGC.")
+                {
+                    let c = &shared.client;
+                    let seq = c.published.fetch_add(1, Ordering::Relaxed) + 1;
+                    let queued = ord.submit(Input::Publish {
+                        client: c.id,
+                        seq,
+                        subject,
+                        reply,
+                        headers,
+                        payload,
+                    });
+                    if queued {
+                        ok(shared);
+                    } else {
+                        let _ = c.out.push_control(&err_line(text::ORDER_QUEUE_FULL));
+                        c.confirm(seq);
+                    }
+                    continue;
+                }
                 let msg = Message {
                     subject: &subject,
                     reply: reply.as_deref(),
@@ -353,7 +382,26 @@ fn process(
             }
         }
     }
+    if let Some(r) = router.as_mut() {
+        submit_group_changes(bus, r);
+    }
     Flow::Go
+}
+
+/// Hands local group joins and leaves to the total order (nodes with peers).
+fn submit_group_changes(bus: &Bus, r: &mut super::router::Router) {
+    let Some(ord) = bus.ordered() else { return };
+    for ch in r.take_group_changes() {
+        let group = ch.group.clone();
+        if !ord.submit(Input::Group {
+            join: ch.join,
+            client: ch.client,
+            member: ch.member,
+            group: ch.group,
+        }) {
+            log::warn!("ordering queue full: a membership change of group {group} was dropped");
+        }
+    }
 }
 
 fn ok(shared: &Shared) {

@@ -7,6 +7,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::mesh::PeerStatus;
+use crate::msgc::ordered::OrderStatus;
 
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -50,6 +51,9 @@ pub struct Status {
     /// msgc server peers and their links (empty on a standalone node).
     #[serde(default)]
     pub peers: Vec<PeerStatus>,
+    /// The total order (nodes with peers only).
+    #[serde(default)]
+    pub order: Option<OrderStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -73,6 +77,7 @@ impl Status {
         g: Gauges,
         listeners: Vec<ListenerStatus>,
         peers: Vec<PeerStatus>,
+        order: Option<OrderStatus>,
     ) -> Status {
         Status {
             node: node.to_owned(),
@@ -90,6 +95,7 @@ impl Status {
             auth_failures: Counters::get(&c.refused_auth),
             listeners,
             peers,
+            order,
         }
     }
 
@@ -119,6 +125,28 @@ impl Status {
         );
         for l in &self.listeners {
             s.push_str(&format!("listener {}: {}\n", l.listener, l.address));
+        }
+        if let Some(o) = &self.order {
+            s.push_str(&format!(
+                "order: {} in VR view {}, leader {}; membership view {} [{}]; {}\n",
+                o.mode,
+                o.vr_view,
+                o.leader.as_deref().unwrap_or("none"),
+                o.view_id,
+                o.members.join(" "),
+                if o.delivering {
+                    "delivering"
+                } else {
+                    "not delivering"
+                },
+            ));
+            s.push_str(&format!(
+                "  committed {}, delivered {}, own publishes pending {}, view changes {}\n",
+                o.committed, o.delivered, o.pending, o.view_changes
+            ));
+            for (peer, lag) in &o.lag {
+                s.push_str(&format!("  lag {peer}: {lag} ops\n"));
+            }
         }
         if !self.peers.is_empty() {
             s.push_str("peers:\n");

@@ -1,0 +1,413 @@
+//! A node with peers: the task that drives the ordering core (`order::Core`,
+//! sans-IO) with client publishes and group changes, mesh links and frames,
+//! and ticks; and performs what it decides: frames to peers, deliveries to
+//! local subscribers (in the total order), confirmations (the PONGs of
+//! `PING`s waiting for them) and refusals.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_channel::{Receiver, Sender, TrySendError};
+use bytes::Bytes;
+use futures_lite::FutureExt;
+use serde::{Deserialize, Serialize};
+use smol::Timer;
+
+use super::Bus;
+use super::groups::{Event as GroupEvent, Kind};
+use super::router::Message;
+use crate::client::proto::private_name;
+use crate::config::Settings;
+use crate::mesh::frame::Frame;
+use crate::mesh::{self, Mesh, order_codec};
+use crate::order::{self, Action, Config, Core, CoreStatus, Entry, Mode, NodeId};
+
+/// Where `$MSGC.VIEW` events are published.
+pub const VIEW_SUBJECT: &str = "$MSGC.VIEW";
+/// Core ticks per `keepalive_interval`.
+const TICKS_PER_KEEPALIVE: u32 = 4;
+/// Inputs waiting for the ordering task at most; past it publishes are refused.
+const INPUT_QUEUE: usize = 65_536;
+/// Most inputs taken per round before the core flushes (one batch).
+const ROUND: usize = 4096;
+
+/// What sessions hand the ordering task.
+pub enum Input {
+    Publish {
+        client: u64,
+        seq: u64,
+        subject: String,
+        reply: Option<String>,
+        headers: Option<Bytes>,
+        payload: Bytes,
+    },
+    Group {
+        join: bool,
+        client: u64,
+        member: String,
+        group: String,
+    },
+}
+
+/// The ordering layer's status, as `$MSGC.STATUS` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OrderStatus {
+    /// `normal`, `view-change` or `recovering`.
+    pub mode: String,
+    pub vr_view: u64,
+    pub leader: Option<String>,
+    /// The membership view (`$MSGC.VIEW` id) and its members.
+    pub view_id: u64,
+    pub members: Vec<String>,
+    /// Whether this node's clients receive the ordered stream now.
+    pub delivering: bool,
+    pub committed: u64,
+    pub delivered: u64,
+    pub pending: usize,
+    /// Leader only: how many ops each member is behind the commit point.
+    pub lag: BTreeMap<String, u64>,
+    pub view_changes: u64,
+}
+
+/// The sessions' handle on the ordering task.
+pub struct Ordered {
+    tx: Sender<Input>,
+    status: Mutex<Option<OrderStatus>>,
+}
+
+impl Ordered {
+    /// Queues an input; false when the queue is full (the caller refuses).
+    pub fn submit(&self, i: Input) -> bool {
+        match self.tx.try_send(i) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Closed(_)) => false,
+        }
+    }
+
+    pub fn status(&self) -> Option<OrderStatus> {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Starts the ordering task for a node with peers.
+pub fn start(
+    bus: Arc<Bus>,
+    mesh: Arc<Mesh>,
+    events: Receiver<mesh::Event>,
+    settings: &Settings,
+    ex: &smol::Executor<'static>,
+) -> Arc<Ordered> {
+    let names: Vec<String> = settings
+        .server
+        .peers
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    let me = names
+        .iter()
+        .position(|n| *n == settings.node)
+        .and_then(|i| NodeId::try_from(i).ok())
+        .unwrap_or(0);
+    // Must grow across restarts: the core dedups by (node, incarnation, seq).
+    let incarnation = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let c = &settings.server.common;
+    let mut cfg = Config::new(me, names.clone(), incarnation);
+    cfg.suspect_after_ticks = 2 * TICKS_PER_KEEPALIVE;
+    cfg.max_backlog = c.max_backlog.max(1);
+    let tick = (c.keepalive_interval / TICKS_PER_KEEPALIVE).max(Duration::from_millis(5));
+    let (tx, rx) = async_channel::bounded(INPUT_QUEUE);
+    let ordered = Arc::new(Ordered {
+        tx,
+        status: Mutex::new(None),
+    });
+    bus.router().set_replicated();
+    let driver = Driver {
+        bus,
+        mesh,
+        names,
+        me,
+        core: Core::new(cfg),
+        groups: BTreeMap::new(),
+        ordered: ordered.clone(),
+    };
+    ex.spawn(driver.run(rx, events, tick)).detach();
+    ordered
+}
+
+struct Driver {
+    bus: Arc<Bus>,
+    mesh: Arc<Mesh>,
+    names: Vec<String>,
+    me: NodeId,
+    core: Core,
+    /// Group members as the delivered stream says, for the events' member lists.
+    groups: BTreeMap<String, BTreeSet<String>>,
+    ordered: Arc<Ordered>,
+}
+
+enum Wake {
+    Input(Input),
+    Mesh(mesh::Event),
+    Tick,
+    Closed,
+}
+
+impl Driver {
+    async fn run(mut self, inputs: Receiver<Input>, events: Receiver<mesh::Event>, tick: Duration) {
+        let mut next_tick = Timer::interval(tick);
+        loop {
+            let wake = async { inputs.recv().await.map_or(Wake::Closed, Wake::Input) }
+                .or(async { events.recv().await.map_or(Wake::Closed, Wake::Mesh) })
+                .or(async {
+                    futures_lite::StreamExt::next(&mut next_tick).await;
+                    Wake::Tick
+                })
+                .await;
+            match wake {
+                Wake::Closed => return,
+                Wake::Tick => self.core.tick(),
+                Wake::Input(i) => self.input(i),
+                Wake::Mesh(e) => self.mesh_event(e),
+            }
+            // Take whatever else is waiting, so one flush orders a batch.
+            for _ in 0..ROUND {
+                if let Ok(i) = inputs.try_recv() {
+                    self.input(i);
+                } else if let Ok(e) = events.try_recv() {
+                    self.mesh_event(e);
+                } else {
+                    break;
+                }
+            }
+            self.core.flush();
+            self.perform();
+            futures_lite::future::yield_now().await;
+        }
+    }
+
+    fn node_id(&self, name: &str) -> Option<NodeId> {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .and_then(|i| NodeId::try_from(i).ok())
+    }
+
+    fn name(&self, id: NodeId) -> String {
+        self.names
+            .get(id as usize)
+            .cloned()
+            .unwrap_or_else(|| format!("#{id}"))
+    }
+
+    fn input(&mut self, i: Input) {
+        match i {
+            Input::Publish {
+                client,
+                seq,
+                subject,
+                reply,
+                headers,
+                payload,
+            } => self
+                .core
+                .publish(client, seq, subject, reply, headers, payload),
+            Input::Group {
+                join: true,
+                client,
+                member,
+                group,
+            } => self.core.join(client, member, group),
+            Input::Group {
+                join: false,
+                client,
+                member,
+                group,
+            } => self.core.leave(client, member, group),
+        }
+    }
+
+    fn mesh_event(&mut self, e: mesh::Event) {
+        match e {
+            mesh::Event::Up(p) => {
+                if let Some(id) = self.node_id(&p) {
+                    self.core.peer_up(id);
+                }
+            }
+            mesh::Event::Down(p) => {
+                if let Some(id) = self.node_id(&p) {
+                    self.core.peer_down(id);
+                }
+            }
+            mesh::Event::Order(p, body) => {
+                let Some(id) = self.node_id(&p) else { return };
+                match order_codec::decode(&body) {
+                    Ok(m) => self.core.on_message(id, m),
+                    Err(e) => log::warn!("msgc peer {p}: {e}; ignored"),
+                }
+            }
+        }
+    }
+
+    fn perform(&mut self) {
+        let actions = self.core.take_actions();
+        if actions.is_empty() {
+            self.publish_status();
+            return;
+        }
+        let bus = self.bus.clone();
+        let mut router = bus.router();
+        for a in actions {
+            match a {
+                Action::Send { to, msg } => {
+                    let body = Bytes::from(order_codec::encode(&msg));
+                    let peer = self.name(to);
+                    self.mesh.send(&peer, Frame::Order(body));
+                }
+                Action::Deliver(d) => match &d.entry {
+                    Entry::Publish(p) => {
+                        let origin = self.name(p.id.origin);
+                        let sender = private_name(p.client, &origin);
+                        // Echo suppression and no-responders concern local publishers only.
+                        let from = if p.id.origin == self.me { p.client } else { 0 };
+                        router.publish(
+                            from,
+                            &Message {
+                                subject: &p.subject,
+                                reply: p.reply.as_deref(),
+                                headers: p.headers.as_deref(),
+                                payload: &p.payload,
+                                sender: &sender,
+                            },
+                        );
+                    }
+                    Entry::Join(g) | Entry::Leave(g) => {
+                        let join = matches!(d.entry, Entry::Join(_));
+                        if let Some(ev) = self.group_change(join, &g.member, &g.group) {
+                            router.publish_group_event(&ev);
+                        }
+                    }
+                    Entry::View(v) => {
+                        for (member, group) in &d.implied_leaves {
+                            if let Some(ev) = self.group_change(false, member, group) {
+                                router.publish_group_event(&ev);
+                            }
+                        }
+                        if v.joined.contains(&self.me) {
+                            // We start delivering here: take the groups as the
+                            // replicated state has them.
+                            self.groups = self
+                                .core
+                                .state()
+                                .groups
+                                .iter()
+                                .map(|(g, m)| (g.clone(), m.keys().cloned().collect()))
+                                .collect();
+                        }
+                        let names =
+                            |ids: &[NodeId]| ids.iter().map(|&i| self.name(i)).collect::<Vec<_>>();
+                        let ev = ViewEvent {
+                            view: v.id,
+                            members: names(&v.members),
+                            joined: names(&v.joined),
+                            left: names(&v.left),
+                        };
+                        log::info!(
+                            "msgc view {}: members {} (joined {}, left {})",
+                            ev.view,
+                            ev.members.join(" "),
+                            ev.joined.join(" "),
+                            ev.left.join(" ")
+                        );
+                        let json = serde_json::to_vec(&ev).unwrap_or_default();
+                        router.publish_system(VIEW_SUBJECT, &json);
+                    }
+                },
+                Action::Confirm { client, seq } => {
+                    if let Some(c) = router.client(client) {
+                        c.confirm(seq);
+                    }
+                }
+                Action::Refuse {
+                    client,
+                    seq,
+                    reason,
+                } => {
+                    if let Some(c) = router.client(client) {
+                        let order::Refusal::NoQuorum = reason;
+                        let _ = c.out.push_control(NO_QUORUM);
+                        c.confirm(seq);
+                    }
+                }
+            }
+        }
+        drop(router);
+        self.publish_status();
+    }
+
+    /// Applies a delivered join or leave to the member lists; the event to
+    /// publish when it changed something.
+    fn group_change(&mut self, join: bool, member: &str, group: &str) -> Option<GroupEvent> {
+        let members = self.groups.entry(group.to_owned()).or_default();
+        let changed = if join {
+            members.insert(member.to_owned())
+        } else {
+            members.remove(member)
+        };
+        let list: Vec<String> = members.iter().cloned().collect();
+        if members.is_empty() {
+            self.groups.remove(group);
+        }
+        changed.then(|| GroupEvent {
+            event: if join { Kind::Join } else { Kind::Leave },
+            member: member.to_owned(),
+            group: group.to_owned(),
+            members: list,
+        })
+    }
+
+    fn publish_status(&self) {
+        let s: CoreStatus = self.core.status();
+        let status = OrderStatus {
+            mode: match s.mode {
+                Mode::Normal => "normal",
+                Mode::ViewChange => "view-change",
+                Mode::Recovering => "recovering",
+            }
+            .to_owned(),
+            vr_view: s.vr_view,
+            leader: s.leader.map(|l| self.name(l)),
+            view_id: s.view_id,
+            members: s.members.iter().map(|&m| self.name(m)).collect(),
+            delivering: s.delivering,
+            committed: s.commit,
+            delivered: s.applied,
+            pending: s.pending,
+            lag: s.lag.iter().map(|&(p, l)| (self.name(p), l)).collect(),
+            view_changes: s.view_changes,
+        };
+        *self
+            .ordered
+            .status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(status);
+    }
+}
+
+/// The refusal a publish gets outside a primary component.
+pub const NO_QUORUM: &[u8] = b"-ERR 'msgc: no quorum'\r\n";
+
+/// A `$MSGC.VIEW` event.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ViewEvent {
+    pub view: u64,
+    pub members: Vec<String>,
+    pub joined: Vec<String>,
+    pub left: Vec<String>,
+}

@@ -1,0 +1,208 @@
+//! The agreed total order across real nodes on 127.0.0.x: every subscriber
+//! on every node sees one sequence; a PONG means the messages before it
+//! reach every survivor even if their publisher's node dies; a node without
+//! a majority refuses; a killed node's peers carry on and it catches up.
+
+mod common;
+
+use common::*;
+use ecclusterd::client::proto::{Delivery, ServerOp};
+
+fn start(confs: &[String], which: &[usize]) -> Vec<Option<Node>> {
+    (0..confs.len())
+        .map(|i| which.contains(&i).then(|| Node::start(&confs[i])))
+        .collect()
+}
+
+/// Waits until every running node delivers in a view whose members are `names`.
+fn wait_view(nodes: &mut [Option<Node>], names: &str) {
+    for n in nodes.iter_mut().flatten() {
+        n.wait_for_log(&format!("members {names} ("));
+    }
+}
+
+fn node(nodes: &[Option<Node>], i: usize) -> &Node {
+    nodes[i].as_ref().expect("running")
+}
+
+fn subscriber(addr: std::net::SocketAddr, subject: &str) -> Nats {
+    let mut c = Nats::quiet(addr);
+    c.send(format!("SUB {subject} 1\r\n").as_bytes());
+    c.sync_empty();
+    c
+}
+
+fn payloads(c: &mut Nats, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| String::from_utf8(c.msg().payload.to_vec()).unwrap())
+        .collect()
+}
+
+#[test]
+fn three_publishers_on_three_nodes_every_subscriber_sees_one_order() {
+    let confs = cluster_confs(3, "");
+    let mut nodes = start(&confs, &[0, 1, 2]);
+    wait_view(&mut nodes, "node1 node2 node3");
+    let mut subs: Vec<Nats> = (0..3)
+        .map(|i| subscriber(node(&nodes, i).msgc(), "ord.>"))
+        .collect();
+    const N: usize = 300;
+    let publishers: Vec<_> = (0..3)
+        .map(|i| {
+            let addr = node(&nodes, i).msgc();
+            std::thread::spawn(move || {
+                let mut p = Nats::quiet(addr);
+                for k in 0..N {
+                    p.publish(&format!("ord.{i}"), format!("p{i}-{k}").as_bytes());
+                }
+                // PONG: all 300 are committed in the order.
+                p.sync_empty();
+            })
+        })
+        .collect();
+    for p in publishers {
+        p.join().unwrap();
+    }
+    let seqs: Vec<Vec<String>> = subs.iter_mut().map(|s| payloads(s, 3 * N)).collect();
+    assert_eq!(seqs[0], seqs[1], "node1 and node2 disagree");
+    assert_eq!(seqs[0], seqs[2], "node1 and node3 disagree");
+    // Complete, and each publisher's messages in the order it sent them.
+    for i in 0..3 {
+        let mine: Vec<&String> = seqs[0]
+            .iter()
+            .filter(|m| m.starts_with(&format!("p{i}-")))
+            .collect();
+        let want: Vec<String> = (0..N).map(|k| format!("p{i}-{k}")).collect();
+        assert_eq!(mine, want.iter().collect::<Vec<_>>(), "publisher {i}");
+    }
+    // Nothing more, nothing invented.
+    for s in &mut subs {
+        s.sync_empty();
+    }
+}
+
+#[test]
+fn a_node_without_a_majority_refuses_ordered_publishes() {
+    let confs = cluster_confs(3, "");
+    let nodes = start(&confs, &[0]);
+    let mut c = Nats::quiet(node(&nodes, 0).msgc());
+    c.publish("ord.x", b"lonely");
+    c.expect_err("msgc: no quorum");
+    // The connection stays, and PING is answered (a refusal counts as settled).
+    c.sync_empty();
+    let s = status(&mut c);
+    assert_ne!(s["order"]["mode"], "normal", "{s}");
+}
+
+#[test]
+fn confirmed_messages_survive_the_leader_dying_and_traffic_resumes() {
+    let confs = cluster_confs(3, "");
+    let mut nodes = start(&confs, &[0, 1, 2]);
+    wait_view(&mut nodes, "node1 node2 node3");
+    let mut views = subscriber(node(&nodes, 1).msgc(), "$MSGC.VIEW");
+    let mut s2 = subscriber(node(&nodes, 1).msgc(), "ord.>");
+    let mut s3 = subscriber(node(&nodes, 2).msgc(), "ord.>");
+    // node1 leads the first view. Publish there, wait for the PONG, kill it.
+    let mut p = Nats::quiet(node(&nodes, 0).msgc());
+    for k in 0..100 {
+        p.publish("ord.a", format!("a{k}").as_bytes());
+    }
+    p.sync_empty();
+    if let Some(mut n1) = nodes[0].take() {
+        n1.child.kill().unwrap();
+        n1.wait_exit();
+    }
+    let want: Vec<String> = (0..100).map(|k| format!("a{k}")).collect();
+    assert_eq!(payloads(&mut s2, 100), want);
+    assert_eq!(payloads(&mut s3, 100), want);
+    // The survivors form a view without node1 and take publishes again.
+    let left = loop {
+        let d: Delivery = views.msg();
+        let v: serde_json::Value = serde_json::from_slice(&d.payload).unwrap();
+        if v["left"]
+            .as_array()
+            .is_some_and(|l| l.contains(&"node1".into()))
+        {
+            break v;
+        }
+    };
+    assert_eq!(left["members"], serde_json::json!(["node2", "node3"]));
+    let mut p2 = Nats::quiet(node(&nodes, 1).msgc());
+    for k in 0..50 {
+        p2.publish("ord.b", format!("b{k}").as_bytes());
+    }
+    p2.sync_empty();
+    let want: Vec<String> = (0..50).map(|k| format!("b{k}")).collect();
+    assert_eq!(payloads(&mut s2, 50), want);
+    assert_eq!(payloads(&mut s3, 50), want);
+    // node1 restarts, catches up, and is a member again.
+    nodes[0] = Some(Node::start(&confs[0]));
+    wait_view(&mut nodes, "node1 node2 node3");
+    let mut s1 = subscriber(node(&nodes, 0).msgc(), "ord.>");
+    p2.publish("ord.c", b"after");
+    p2.sync_empty();
+    for s in [&mut s1, &mut s2, &mut s3] {
+        assert_eq!(payloads(s, 1), ["after"]);
+    }
+}
+
+#[test]
+fn a_killed_follower_leaves_the_view_and_the_rest_carry_on() {
+    let confs = cluster_confs(3, "");
+    let mut nodes = start(&confs, &[0, 1, 2]);
+    wait_view(&mut nodes, "node1 node2 node3");
+    let mut s1 = subscriber(node(&nodes, 0).msgc(), "ord.>");
+    let mut s2 = subscriber(node(&nodes, 1).msgc(), "ord.>");
+    let mut p = Nats::quiet(node(&nodes, 1).msgc());
+    for k in 0..50 {
+        p.publish("ord.x", format!("x{k}").as_bytes());
+    }
+    if let Some(mut n3) = nodes[2].take() {
+        n3.child.kill().unwrap();
+        n3.wait_exit();
+    }
+    for k in 50..100 {
+        p.publish("ord.x", format!("x{k}").as_bytes());
+    }
+    // Every publish is settled; without a refusal, all 100 are ordered.
+    let settled = p.sync();
+    assert!(
+        settled.iter().all(|op| !matches!(op, ServerOp::Err(_))),
+        "{settled:?}"
+    );
+    let want: Vec<String> = (0..100).map(|k| format!("x{k}")).collect();
+    assert_eq!(payloads(&mut s1, 100), want);
+    assert_eq!(payloads(&mut s2, 100), want);
+}
+
+#[test]
+fn group_membership_is_ordered_cluster_wide() {
+    let confs = cluster_confs(3, "");
+    let mut nodes = start(&confs, &[0, 1, 2]);
+    wait_view(&mut nodes, "node1 node2 node3");
+    let mut obs1 = subscriber(node(&nodes, 0).msgc(), "$MSGC.GROUP.ec_cluster");
+    let mut obs3 = subscriber(node(&nodes, 2).msgc(), "$MSGC.GROUP.ec_cluster");
+    let event =
+        |o: &mut Nats| -> serde_json::Value { serde_json::from_slice(&o.msg().payload).unwrap() };
+    // Each change is made once the previous one has been delivered, so the
+    // order is known; concurrent changes on different nodes may be ordered
+    // either way, but every node sees the same order.
+    let mut a = Nats::quiet(node(&nodes, 0).msgc());
+    a.send(b"SUB ec_cluster 1\r\n");
+    a.sync_empty();
+    let mut e1 = vec![event(&mut obs1)];
+    let mut e3 = vec![event(&mut obs3)];
+    let mut b = Nats::quiet(node(&nodes, 1).msgc());
+    b.send(b"SUB ec_cluster 1\r\n");
+    b.sync_empty();
+    e1.push(event(&mut obs1));
+    e3.push(event(&mut obs3));
+    drop(a);
+    e1.push(event(&mut obs1));
+    e3.push(event(&mut obs3));
+    assert_eq!(e1, e3, "every node sees the same membership changes");
+    let kinds: Vec<&str> = e1.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["join", "join", "leave"]);
+    assert_eq!(e1[1]["members"].as_array().unwrap().len(), 2);
+    assert!(e1[2]["member"].as_str().unwrap().ends_with("#node1"));
+}
