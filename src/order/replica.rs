@@ -192,7 +192,8 @@ impl Core {
     }
 
     /// A client publish. Refused with `NoQuorum` unless this node is in a
-    /// normal view (i.e. part of a primary component); else queued until
+    /// normal view (part of a primary component) and a delivering member of
+    /// the membership view; else queued until
     /// committed, then confirmed with [`Action::Confirm`].
     pub fn publish(
         &mut self,
@@ -203,7 +204,12 @@ impl Core {
         headers: Option<Bytes>,
         payload: Bytes,
     ) {
-        if self.mode != Mode::Normal {
+        if self.mode != Mode::Normal
+            || !self.delivering
+            || self.state.members.len() < self.majority()
+        {
+            // Outside the primary view (or not admitted to it yet): refuse, so a
+            // confirmed publish always comes from a member of its view.
             self.actions.push_back(Action::Refuse {
                 client,
                 seq,
@@ -400,6 +406,11 @@ impl Core {
                 .filter(|e| e.proposal().is_some_and(|id| id.pseq > self.fwd_upto))
                 .cloned()
                 .collect();
+            let local = if self.primary_view() {
+                local
+            } else {
+                Vec::new()
+            };
             for e in local {
                 if let Some(id) = e.proposal() {
                     self.fwd_upto = id.pseq;
@@ -626,9 +637,21 @@ impl Core {
             self.ignored += 1;
             return;
         }
+        if !self.primary_view() {
+            // The origin resends once the view holds a majority again.
+            return;
+        }
         for e in items {
             self.accept(e);
         }
+    }
+
+    /// Whether the latest membership view holds a majority of the configured
+    /// peers: only then does the leader order proposals, so every committed
+    /// publish was in a view with a majority of members (ordered traffic
+    /// flows only in the primary component).
+    fn primary_view(&self) -> bool {
+        self.latest_view().1.len() >= self.majority()
     }
 
     /// Leader: append a proposal if it is the origin's next one.

@@ -365,8 +365,15 @@ impl Sim {
                         continue;
                     }
                     c.outstanding.remove(&seq);
-                    if let Some(pid) = self.pay_of.get(&(client, seq)) {
-                        self.confirmed.push(*pid);
+                    if let Some(pid) = self.pay_of.get(&(client, seq)).copied() {
+                        self.confirmed.push(pid);
+                        if self.p.trace {
+                            let line = format!(
+                                "t={} node {i} confirm {client}/{seq} payload {pid}",
+                                self.now
+                            );
+                            self.r.trace.push(line);
+                        }
                     }
                     self.r.confirmed += 1;
                     Self::pong(c);
@@ -745,6 +752,12 @@ impl Sim {
                 // lone first member crashed before joiners were admitted):
                 // nobody was entitled to deliver it. Counted, not a failure.
                 self.r.confirmed_orphans += 1;
+                if self.p.trace {
+                    let who = self.published.get(pid).copied();
+                    self.r.trace.push(format!(
+                        "orphan: payload {pid} (node, inc, client, seq) = {who:?}"
+                    ));
+                }
                 continue;
             };
             for i in 0..self.n {
