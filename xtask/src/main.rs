@@ -55,8 +55,8 @@ const TASKS: &[Task] = &[
     },
     Task {
         name: "sim",
-        usage: "sim",
-        about: "cluster simulation (not implemented yet, issue #4)",
+        usage: "sim [--seeds N]",
+        about: "the ordering core's deterministic simulator over N seeds (default 20000), release build",
         run: sim::run,
     },
 ];

@@ -1,6 +1,27 @@
-//! `cargo xtask sim`: placeholder, see issue #4.
+//! `cargo xtask sim [--seeds N]`: the ordering core's deterministic simulator
+//! (tests/sim.rs) in release mode over N seeds (default 20,000; CI runs the
+//! test's own default of 2,000 as part of `cargo xtask test`).
 
-pub fn run(_args: &[String]) -> crate::util::Result {
-    println!("not implemented yet (issue #4)");
-    Ok(())
+use crate::util::{self, Result};
+
+pub fn run(args: &[String]) -> Result {
+    let mut seeds: u64 = 20_000;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let v = match a.strip_prefix("--seeds=") {
+            Some(v) => v,
+            None if a == "--seeds" => it.next().ok_or("`--seeds` needs a value")?,
+            None => return Err(format!("unknown argument `{a}`; usage: sim [--seeds N]")),
+        };
+        seeds = v
+            .parse()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("`--seeds {v}`: expected a positive whole number"))?;
+    }
+    util::run(
+        util::cargo()
+            .args(["test", "--release", "--test", "sim", "--", "--nocapture"])
+            .env("ECCLUSTERD_SIM_SEEDS", seeds.to_string()),
+    )
 }
