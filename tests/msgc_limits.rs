@@ -12,6 +12,13 @@ fn node_with(msgc_server: &str) -> Node {
     )))
 }
 
+/// Client-connection timing lives in `msgc_client`.
+fn node_with_client(msgc_client: &str) -> Node {
+    Node::start(&single_node_conf(&format!(
+        "msgc_client {{ {msgc_client} }}"
+    )))
+}
+
 #[test]
 fn unknown_operation_is_refused_and_closed() {
     let node = node_with("");
@@ -173,7 +180,7 @@ fn credentials_are_checked_on_connect() {
 
 #[test]
 fn no_connect_within_connect_timeout_is_an_authentication_timeout() {
-    let node = node_with("connect_timeout = 0.3");
+    let node = node_with_client("connect_timeout = 0.3");
     let mut ok = Nats::quiet(node.msgc());
     let mut silent = Nats::raw(node.msgc());
     silent.expect_fatal("Authentication Timeout");
@@ -189,7 +196,7 @@ fn no_connect_within_connect_timeout_is_an_authentication_timeout() {
 
 #[test]
 fn unanswered_pings_make_a_stale_connection() {
-    let node = node_with("keepalive_interval = 0.2");
+    let node = node_with_client("keepalive_interval = 0.2");
     let mut stale = Nats::quiet(node.msgc());
     // Never answers: two PINGs, then the error and the close.
     assert_eq!(stale.op(), ServerOp::Ping);
@@ -259,7 +266,9 @@ msgcserver_listener { Listen "127.0.0.1:0" { max_connections = 2 } }
 #[test]
 fn slow_consumer_is_cut_off_and_nobody_else_notices() {
     // No keepalive: the stalled reader must be cut off for being slow, not stale.
-    let mut node = node_with("max_pending = 65536 keepalive_interval = 0");
+    let mut node = Node::start(&single_node_conf(
+        "msgc_server { max_pending = 65536 } msgc_client { keepalive_interval = 0 }",
+    ));
     let mut stalled = Nats::quiet(node.msgc());
     let stalled_name = stalled.name();
     stalled.send(b"SUB flood 1\r\n");

@@ -206,3 +206,113 @@ fn group_membership_is_ordered_cluster_wide() {
     assert_eq!(e1[1]["members"].as_array().unwrap().len(), 2);
     assert!(e1[2]["member"].as_str().unwrap().ends_with("#node1"));
 }
+
+#[test]
+fn request_reply_across_nodes_with_no_responders_on() {
+    let confs = cluster_confs(3, "");
+    let mut nodes = start(&confs, &[0, 1, 2]);
+    wait_view(&mut nodes, "node1 node2 node3");
+    // A responder on node3.
+    let mut responder = Nats::connect(node(&nodes, 2).msgc(), WITH_HEADERS);
+    responder.send(b"SUB svc.time 1\r\n");
+    responder.sync_empty();
+    let addr = node(&nodes, 0).msgc();
+    let requester = std::thread::spawn(move || {
+        // A requester on node1 that asked for no_responders, as nats-py does.
+        let mut c = Nats::connect(addr, WITH_HEADERS);
+        c.send(b"SUB _INBOX.r.* 9\r\nPUB svc.time _INBOX.r.1 2\r\nhi\r\n");
+        c.msg()
+    });
+    let req = responder.msg();
+    assert_eq!(req.reply.as_deref(), Some("_INBOX.r.1"));
+    responder.publish("_INBOX.r.1", b"noon");
+    responder.sync_empty();
+    let reply = requester.join().unwrap();
+    assert_eq!(
+        &reply.payload[..],
+        b"noon",
+        "a real reply, not a 503: {reply:?}"
+    );
+}
+
+#[test]
+fn five_nodes_survive_two_failures_including_the_leader() {
+    let confs = cluster_confs(5, "");
+    let mut nodes = start(&confs, &[0, 1, 2, 3, 4]);
+    wait_view(&mut nodes, "node1 node2 node3 node4 node5");
+    // Subscribers read all along, as client libraries do (the server PINGs
+    // every keepalive_interval and drops clients that do not answer).
+    let readers: Vec<_> = [2, 3, 4]
+        .iter()
+        .map(|&i| {
+            let mut s = subscriber(node(&nodes, i).msgc(), "ord.>");
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                loop {
+                    let m = String::from_utf8(s.msg().payload.to_vec()).unwrap();
+                    if m == "end" {
+                        break got;
+                    }
+                    got.push(m);
+                }
+            })
+        })
+        .collect();
+    // node1 leads the first view; node2 would lead the next one.
+    for i in [0, 1] {
+        if let Some(mut n) = nodes[i].take() {
+            n.child.kill().unwrap();
+            n.wait_exit();
+        }
+    }
+    let publishers: Vec<_> = [2, 3, 4]
+        .iter()
+        .map(|&i| {
+            let addr = node(&nodes, i).msgc();
+            std::thread::spawn(move || {
+                let mut p = Nats::quiet(addr);
+                let mut sent = Vec::new();
+                for k in 0..100 {
+                    let m = format!("n{i}-{k}");
+                    p.publish("ord.five", m.as_bytes());
+                    sent.push(m);
+                }
+                // Refusals while the survivors re-form the view are allowed;
+                // what was not refused must be delivered.
+                let refused = p
+                    .sync()
+                    .iter()
+                    .filter(|op| matches!(op, ServerOp::Err(e) if e == "msgc: no quorum"))
+                    .count();
+                (sent, refused)
+            })
+        })
+        .collect();
+    let results: Vec<(Vec<String>, usize)> =
+        publishers.into_iter().map(|p| p.join().unwrap()).collect();
+    // Publish a marker once the view is normal again, so every subscriber
+    // knows when it has everything.
+    let mut last = Nats::quiet(node(&nodes, 2).msgc());
+    loop {
+        last.publish("ord.five", b"end");
+        if last.sync().is_empty() {
+            break;
+        }
+    }
+    let streams: Vec<Vec<String>> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    assert_eq!(streams[0], streams[1]);
+    assert_eq!(streams[0], streams[2]);
+    let delivered = streams[0].len();
+    let refused: usize = results.iter().map(|r| r.1).sum();
+    assert_eq!(
+        delivered + refused,
+        300,
+        "every publish delivered or refused"
+    );
+    for (sent, _) in &results {
+        let mine: Vec<&String> = streams[0].iter().filter(|m| sent.contains(m)).collect();
+        let mut sorted = mine.clone();
+        sorted.sort_by_key(|m| sent.iter().position(|s| s == *m));
+        assert_eq!(mine, sorted, "per-publisher order");
+    }
+}

@@ -49,8 +49,11 @@ impl Limits {
                 max_bytes: b.max_pending,
                 max_msgs: usize::MAX,
             },
-            connect_timeout: s.server.common.connect_timeout,
-            keepalive_interval: s.server.common.keepalive_interval,
+            // Client connections follow `msgc_client` (Momentum's settings for
+            // the client ↔ server connection); `msgc_server`'s own values are
+            // for links between servers, which want faster failure detection.
+            connect_timeout: s.client.common.connect_timeout,
+            keepalive_interval: s.client.common.keepalive_interval,
             max_subscriptions: b.max_subscriptions,
         }
     }

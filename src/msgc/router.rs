@@ -402,6 +402,11 @@ impl Router {
     /// A request nobody could answer: tell the requester at once with a 503
     /// status on its reply subject, if it asked for that.
     fn no_responders(&mut self, from: u64, reply: &str) {
+        // With peers a responder may sit on another node, and interest is
+        // node-local: a 503 here could be wrong, so none is sent.
+        if self.replicated {
+            return;
+        }
         let Some((client, subs)) = self.clients.get(&from) else {
             return;
         };
