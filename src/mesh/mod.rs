@@ -369,14 +369,13 @@ impl Mesh {
         {
             return;
         }
+        // run_link logs the link going down; keep why for status.
         if let Err(e) = self
             .run_link(&hello.node, conn, pending, hello.eccluster, shutdown)
             .await
+            && let Some(l) = self.links().get_mut(&hello.node)
         {
-            log::info!("msgc peer {}: link ended: {e}", hello.node);
-            if let Some(l) = self.links().get_mut(&hello.node) {
-                l.last_error = Some(e);
-            }
+            l.last_error = Some(e);
         }
     }
 

@@ -136,6 +136,7 @@ pub fn start(
         core: Core::new(cfg),
         groups: BTreeMap::new(),
         ordered: ordered.clone(),
+        last: None,
     };
     ex.spawn(driver.run(rx, events, tick)).detach();
     ordered
@@ -150,6 +151,8 @@ struct Driver {
     /// Group members as the delivered stream says, for the events' member lists.
     groups: BTreeMap<String, BTreeSet<String>>,
     ordered: Arc<Ordered>,
+    /// Mode, leader and delivering as last logged.
+    last: Option<(Mode, Option<NodeId>, bool)>,
 }
 
 enum Wake {
@@ -372,8 +375,32 @@ impl Driver {
         })
     }
 
-    fn publish_status(&self) {
+    fn publish_status(&mut self) {
         let s: CoreStatus = self.core.status();
+        // Say when this node's part in the order changes, and why it matters.
+        let now = (s.mode, s.leader, s.delivering);
+        if self.last != Some(now) {
+            let leader = s.leader.map_or_else(|| "none".to_owned(), |l| self.name(l));
+            match s.mode {
+                Mode::Normal => log::info!(
+                    "msgc order: normal in VR view {}, leader {leader}, {}",
+                    s.vr_view,
+                    if s.delivering {
+                        "delivering"
+                    } else {
+                        "waiting to be admitted to the view"
+                    }
+                ),
+                Mode::ViewChange => log::warn!(
+                    "msgc order: electing a leader (VR view {}); publishes are refused until a majority agrees",
+                    s.vr_view
+                ),
+                Mode::Recovering => log::info!(
+                    "msgc order: recovering state from the peers; publishes are refused until done"
+                ),
+            }
+            self.last = Some(now);
+        }
         let status = OrderStatus {
             mode: match s.mode {
                 Mode::Normal => "normal",
