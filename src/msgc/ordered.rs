@@ -5,6 +5,7 @@
 //! `PING`s waiting for them) and refusals.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,8 +28,13 @@ use crate::order::{self, Action, Config, Core, CoreStatus, Entry, Mode, NodeId};
 pub const VIEW_SUBJECT: &str = "$MSGC.VIEW";
 /// Core ticks per `keepalive_interval`.
 const TICKS_PER_KEEPALIVE: u32 = 4;
-/// Inputs waiting for the ordering task at most; past it publishes are refused.
+/// Inputs waiting for the ordering task at most, in number and in payload
+/// bytes; past either, publishes are refused (`msgc: ordering queue full`).
 const INPUT_QUEUE: usize = 65_536;
+const INPUT_BYTES: usize = 64 << 20;
+/// Own proposals the core may hold uncommitted; past it the task stops taking
+/// inputs until the order catches up (the queue above then fills).
+const MAX_IN_FLIGHT: usize = 65_536;
 /// Most inputs taken per round before the core flushes (one batch).
 const ROUND: usize = 4096;
 
@@ -73,16 +79,51 @@ pub struct OrderStatus {
 /// The sessions' handle on the ordering task.
 pub struct Ordered {
     tx: Sender<Input>,
+    /// Bytes of the inputs in `tx`.
+    queued: AtomicUsize,
     status: Mutex<Option<OrderStatus>>,
+}
+
+impl Input {
+    fn size(&self) -> usize {
+        match self {
+            Input::Publish {
+                subject,
+                reply,
+                headers,
+                payload,
+                ..
+            } => {
+                subject.len()
+                    + reply.as_ref().map_or(0, String::len)
+                    + headers.as_ref().map_or(0, Bytes::len)
+                    + payload.len()
+            }
+            Input::Group { member, group, .. } => member.len() + group.len(),
+        }
+    }
 }
 
 impl Ordered {
     /// Queues an input; false when the queue is full (the caller refuses).
     pub fn submit(&self, i: Input) -> bool {
+        let size = i.size();
+        if self.queued.fetch_add(size, Ordering::Relaxed) + size > INPUT_BYTES {
+            self.queued.fetch_sub(size, Ordering::Relaxed);
+            return false;
+        }
         match self.tx.try_send(i) {
             Ok(()) => true,
-            Err(TrySendError::Full(_) | TrySendError::Closed(_)) => false,
+            Err(TrySendError::Full(_) | TrySendError::Closed(_)) => {
+                self.queued.fetch_sub(size, Ordering::Relaxed);
+                false
+            }
         }
+    }
+
+    /// The ordering task took `i` off the queue.
+    fn taken(&self, i: &Input) {
+        self.queued.fetch_sub(i.size(), Ordering::Relaxed);
     }
 
     pub fn status(&self) -> Option<OrderStatus> {
@@ -125,6 +166,7 @@ pub fn start(
     let (tx, rx) = async_channel::bounded(INPUT_QUEUE);
     let ordered = Arc::new(Ordered {
         tx,
+        queued: AtomicUsize::new(0),
         status: Mutex::new(None),
     });
     bus.router().set_replicated();
@@ -137,6 +179,7 @@ pub fn start(
         groups: BTreeMap::new(),
         ordered: ordered.clone(),
         last: None,
+        in_flight: 0,
     };
     ex.spawn(driver.run(rx, events, tick)).detach();
     ordered
@@ -153,6 +196,8 @@ struct Driver {
     ordered: Arc<Ordered>,
     /// Mode, leader and delivering as last logged.
     last: Option<(Mode, Option<NodeId>, bool)>,
+    /// Own proposals uncommitted, as of the last round.
+    in_flight: usize,
 }
 
 enum Wake {
@@ -166,13 +211,20 @@ impl Driver {
     async fn run(mut self, inputs: Receiver<Input>, events: Receiver<mesh::Event>, tick: Duration) {
         let mut next_tick = Timer::interval(tick);
         loop {
-            let wake = async { inputs.recv().await.map_or(Wake::Closed, Wake::Input) }
-                .or(async { events.recv().await.map_or(Wake::Closed, Wake::Mesh) })
-                .or(async {
-                    futures_lite::StreamExt::next(&mut next_tick).await;
-                    Wake::Tick
-                })
-                .await;
+            // While too much of our own is uncommitted, leave inputs queued.
+            let full = self.in_flight >= MAX_IN_FLIGHT;
+            let wake = async {
+                if full {
+                    futures_lite::future::pending::<()>().await;
+                }
+                inputs.recv().await.map_or(Wake::Closed, Wake::Input)
+            }
+            .or(async { events.recv().await.map_or(Wake::Closed, Wake::Mesh) })
+            .or(async {
+                futures_lite::StreamExt::next(&mut next_tick).await;
+                Wake::Tick
+            })
+            .await;
             match wake {
                 Wake::Closed => return,
                 Wake::Tick => self.core.tick(),
@@ -181,7 +233,7 @@ impl Driver {
             }
             // Take whatever else is waiting, so one flush orders a batch.
             for _ in 0..ROUND {
-                if let Ok(i) = inputs.try_recv() {
+                if let Some(i) = (!full).then(|| inputs.try_recv().ok()).flatten() {
                     self.input(i);
                 } else if let Ok(e) = events.try_recv() {
                     self.mesh_event(e);
@@ -210,6 +262,7 @@ impl Driver {
     }
 
     fn input(&mut self, i: Input) {
+        self.ordered.taken(&i);
         match i {
             Input::Publish {
                 client,
@@ -377,6 +430,7 @@ impl Driver {
 
     fn publish_status(&mut self) {
         let s: CoreStatus = self.core.status();
+        self.in_flight = s.pending;
         // Say when this node's part in the order changes, and why it matters.
         let now = (s.mode, s.leader, s.delivering);
         if self.last != Some(now) {
