@@ -12,7 +12,7 @@ use bytes::Bytes;
 use super::groups::{self, Groups};
 use super::outbound::{Closed, Frame, Limits, Outbound};
 use super::status::Counters;
-use crate::client::proto::encode::push_u64;
+use crate::client::proto::encode;
 use crate::client::proto::headers::{self, MSGC_SENDER, NO_RESPONDERS};
 use crate::subject::{Matches, QueuePicker, SubjectIndex};
 
@@ -517,34 +517,14 @@ fn with_sender(headers: Option<&[u8]>, sender: &str) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-fn push_num(buf: &mut Vec<u8>, n: usize) {
-    push_u64(buf, n as u64);
-}
-
-/// `MSG <subject> <sid> [reply] <#bytes>\r\n`
-pub fn encode_msg_head(
-    buf: &mut Vec<u8>,
-    subject: &str,
-    sid: &str,
-    reply: Option<&str>,
-    len: usize,
-) {
+/// `MSG <subject> <sid> [reply] <#bytes>\r\n` into a cleared `buf`.
+fn encode_msg_head(buf: &mut Vec<u8>, subject: &str, sid: &str, reply: Option<&str>, len: usize) {
     buf.clear();
-    buf.extend_from_slice(b"MSG ");
-    buf.extend_from_slice(subject.as_bytes());
-    buf.push(b' ');
-    buf.extend_from_slice(sid.as_bytes());
-    buf.push(b' ');
-    if let Some(r) = reply {
-        buf.extend_from_slice(r.as_bytes());
-        buf.push(b' ');
-    }
-    push_num(buf, len);
-    buf.extend_from_slice(b"\r\n");
+    encode::msg_head(buf, subject, sid, reply, len);
 }
 
-/// `HMSG <subject> <sid> [reply] <#header bytes> <#total bytes>\r\n`
-pub fn encode_hmsg_head(
+/// `HMSG ... <#header bytes> <#total bytes>\r\n` into a cleared `buf`.
+fn encode_hmsg_head(
     buf: &mut Vec<u8>,
     subject: &str,
     sid: &str,
@@ -553,19 +533,7 @@ pub fn encode_hmsg_head(
     payload_len: usize,
 ) {
     buf.clear();
-    buf.extend_from_slice(b"HMSG ");
-    buf.extend_from_slice(subject.as_bytes());
-    buf.push(b' ');
-    buf.extend_from_slice(sid.as_bytes());
-    buf.push(b' ');
-    if let Some(r) = reply {
-        buf.extend_from_slice(r.as_bytes());
-        buf.push(b' ');
-    }
-    push_num(buf, hdr_len);
-    buf.push(b' ');
-    push_num(buf, hdr_len + payload_len);
-    buf.extend_from_slice(b"\r\n");
+    encode::hmsg_head(buf, subject, sid, reply, hdr_len, payload_len);
 }
 
 #[cfg(test)]

@@ -36,11 +36,35 @@ pub fn info(out: &mut Vec<u8>, info: &ServerInfo) {
 /// `MSG <subject> <sid> [reply] <#bytes>\r\n<payload>\r\n`.
 pub fn msg(out: &mut Vec<u8>, subject: &str, sid: &str, reply: Option<&str>, payload: &[u8]) {
     out.reserve(subject.len() + sid.len() + reply.map_or(0, str::len) + payload.len() + 32);
+    msg_head(out, subject, sid, reply, payload.len());
+    out.extend_from_slice(payload);
+    out.extend_from_slice(CRLF);
+}
+
+/// Only the control line of `MSG`, for senders that queue the payload
+/// separately (shared between receivers) and add the final `\r\n`.
+pub fn msg_head(out: &mut Vec<u8>, subject: &str, sid: &str, reply: Option<&str>, len: usize) {
     out.extend_from_slice(b"MSG ");
     head(out, subject, sid, reply);
-    push_usize(out, payload.len());
+    push_usize(out, len);
     out.extend_from_slice(CRLF);
-    out.extend_from_slice(payload);
+}
+
+/// Only the control line of `HMSG` (sizes of the header block and of
+/// headers + payload), as [`msg_head`].
+pub fn hmsg_head(
+    out: &mut Vec<u8>,
+    subject: &str,
+    sid: &str,
+    reply: Option<&str>,
+    header_len: usize,
+    payload_len: usize,
+) {
+    out.extend_from_slice(b"HMSG ");
+    head(out, subject, sid, reply);
+    push_usize(out, header_len);
+    out.push(b' ');
+    push_usize(out, header_len + payload_len);
     out.extend_from_slice(CRLF);
 }
 
@@ -56,12 +80,7 @@ pub fn hmsg(
     out.reserve(
         subject.len() + sid.len() + reply.map_or(0, str::len) + headers.len() + payload.len() + 48,
     );
-    out.extend_from_slice(b"HMSG ");
-    head(out, subject, sid, reply);
-    push_usize(out, headers.len());
-    out.push(b' ');
-    push_usize(out, headers.len() + payload.len());
-    out.extend_from_slice(CRLF);
+    hmsg_head(out, subject, sid, reply, headers.len(), payload.len());
     out.extend_from_slice(headers);
     out.extend_from_slice(payload);
     out.extend_from_slice(CRLF);
