@@ -48,6 +48,10 @@ pub struct Core {
     // Leader bookkeeping (valid while leader in `view`).
     match_op: Vec<u64>,
     acked_applied: Vec<u64>,
+    /// Tick at which each member's `acked_applied` last advanced.
+    applied_at: Vec<u64>,
+    /// Forwarded proposals held back while a member lags (flow control).
+    held: VecDeque<Entry>,
     heard: Vec<u64>,
     sent_op: Vec<u64>,
     sent_commit: u64,
@@ -102,6 +106,8 @@ impl Core {
             up: vec![false; n],
             match_op: vec![0; n],
             acked_applied: vec![0; n],
+            applied_at: vec![0; n],
+            held: VecDeque::new(),
             heard: vec![0; n],
             sent_op: vec![0; n],
             sent_commit: 0,
@@ -406,11 +412,15 @@ impl Core {
                 .filter(|e| e.proposal().is_some_and(|id| id.pseq > self.fwd_upto))
                 .cloned()
                 .collect();
-            let local = if self.primary_view() {
-                local
-            } else {
-                Vec::new()
-            };
+            // Under flow control nothing new is appended: forwarded proposals
+            // stay held, and our own stay in `outq` (not yet forwarded).
+            let open = self.primary_view() && !self.overloaded();
+            if open {
+                while let Some(e) = self.held.pop_front() {
+                    self.accept(e);
+                }
+            }
+            let local = if open { local } else { Vec::new() };
             for e in local {
                 if let Some(id) = e.proposal() {
                     self.fwd_upto = id.pseq;
@@ -641,8 +651,36 @@ impl Core {
             // The origin resends once the view holds a majority again.
             return;
         }
+        if self.overloaded() || !self.held.is_empty() {
+            // Flow control: a member is half its backlog behind. Hold the
+            // proposals (in arrival order) rather than drop that member.
+            self.held.extend(items);
+            return;
+        }
         for e in items {
             self.accept(e);
+        }
+    }
+
+    /// Leader: some member of the view is more than half of `max_backlog`
+    /// ops behind the log. New proposals wait until it catches up; only a
+    /// member that also stops making progress is dropped (`check_members`).
+    fn overloaded(&self) -> bool {
+        let op = self.log.op();
+        let (_, members, _) = self.latest_view();
+        members.iter().any(|&m| {
+            let p = m as usize;
+            m != self.me
+                && p < self.n
+                && self.up[p]
+                && op.saturating_sub(self.acked_applied[p]) > self.cfg.max_backlog / 2
+        })
+    }
+
+    fn note_applied(&mut self, p: usize, applied: u64) {
+        if applied > self.acked_applied[p] {
+            self.acked_applied[p] = applied;
+            self.applied_at[p] = self.now;
         }
     }
 
@@ -742,7 +780,7 @@ impl Core {
         let p = from as usize;
         self.heard[p] = self.now;
         self.match_op[p] = self.match_op[p].max(op.min(self.log.op()));
-        self.acked_applied[p] = self.acked_applied[p].max(applied);
+        self.note_applied(p, applied);
         self.advance_commit();
     }
 
@@ -876,7 +914,7 @@ impl Core {
                     && (p >= self.n
                         || !self.up[p]
                         || self.now.saturating_sub(self.heard[p]) > s
-                        || self.commit.saturating_sub(self.acked_applied[p]) > self.cfg.max_backlog)
+                        || self.too_far_behind(p, s))
             })
             .collect();
         if !drop.is_empty() {
@@ -889,11 +927,19 @@ impl Core {
         }
     }
 
+    /// Leader: a member more than `max_backlog` ops behind, or more than half
+    /// of it behind and not applying anything for `s` ticks, is stuck.
+    fn too_far_behind(&self, p: usize, s: u64) -> bool {
+        let lag = self.commit.saturating_sub(self.acked_applied[p]);
+        lag > self.cfg.max_backlog
+            || (lag > self.cfg.max_backlog / 2 && self.now.saturating_sub(self.applied_at[p]) > s)
+    }
+
     /// Leader: admit `from` unless a View admitting it after `stopped` is
     /// already in the log, or it is too far behind to be admitted yet.
     fn handle_join_req(&mut self, from: NodeId, stopped: u64, applied: u64) {
         let p = from as usize;
-        self.acked_applied[p] = self.acked_applied[p].max(applied);
+        self.note_applied(p, applied);
         if self.commit.saturating_sub(applied) > self.cfg.max_backlog / 2 {
             return;
         }
@@ -914,6 +960,8 @@ impl Core {
     // ---------------------------------------------------- view change
 
     fn start_view_change(&mut self, view: u64) {
+        // Held proposals are resent by their origins to the next leader.
+        self.held.clear();
         self.view = view;
         self.mode = Mode::ViewChange;
         self.vc_since = self.now;
@@ -1052,7 +1100,9 @@ impl Core {
     /// Leader set-up after a view change (or bootstrap).
     fn become_leader(&mut self, participants: &BTreeSet<NodeId>) {
         let op = self.log.op();
+        self.held.clear();
         for p in 0..self.n {
+            self.applied_at[p] = self.now;
             self.match_op[p] = 0;
             self.heard[p] = self.now;
             self.sent_op[p] = op;
