@@ -3,6 +3,7 @@
 //! connection runs on its own thread, as separate client processes would.
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,12 @@ pub struct Throughput {
     pub sub_rate: f64,
     /// Payload megabytes per second delivered, all subscribers together.
     pub sub_mb: f64,
+    /// Every subscriber received the messages in the same order (null when
+    /// payloads are too small to carry the tag).
+    pub same_order: Option<bool>,
+    /// Every subscriber received each publisher's messages in the order sent,
+    /// none missing (null as for `same_order`).
+    pub fifo: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -45,23 +52,69 @@ fn join<T>(h: std::thread::JoinHandle<io::Result<T>>) -> io::Result<T> {
         .map_err(|_| io::Error::other("a bench thread panicked"))?
 }
 
+/// Bytes at the start of each payload that name it: publisher index (u32) and
+/// sequence (u64), little-endian. Smaller payloads go untagged.
+pub const TAG: usize = 12;
+
+/// With clients on several servers, how long the subscribers wait after their PONG
+/// before publishing starts: servers that propagate interest between nodes
+/// asynchronously (nats-server routes) would otherwise drop the first messages.
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// A run with no message delivered for this long is reported as stalled.
+const STALL: Duration = Duration::from_secs(10);
+
+/// FNV-1a, 64-bit: what a subscriber folds the tags it receives into.
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h = (h ^ b as u64).wrapping_mul(FNV_PRIME);
+    }
+    h
+}
+
+/// What one subscriber saw: when it had everything, the digest of the tags in
+/// arrival order, and whether every publisher's sequence came in order, gapless.
+struct SubEnd {
+    at: Instant,
+    digest: u64,
+    fifo: bool,
+}
+
 /// `pubs` publishers send `msgs` messages in all (split evenly) of `size`
 /// bytes to one subject; `subs` subscribers each receive all of them.
+/// Publisher i connects to `pub_servers[i % len]`, subscriber j to
+/// `sub_servers[j % len]`. With `size` >= [`TAG`] each payload starts with
+/// its (publisher, sequence) tag, and the result tells whether every
+/// subscriber saw the same order and each publisher's messages in FIFO order.
 pub fn throughput(
-    server: &str,
+    pub_servers: &[String],
+    sub_servers: &[String],
     pubs: usize,
     subs: usize,
     msgs: u64,
     size: usize,
 ) -> io::Result<Throughput> {
+    if pub_servers.is_empty() || sub_servers.is_empty() {
+        return Err(io::Error::other("no server to connect to"));
+    }
     let pubs = pubs.max(1);
+    let tagged = size >= TAG;
     let subject = format!("bench.{}", &new_inbox()[7..]);
     let per_pub = msgs / pubs as u64;
     let total = per_pub * pubs as u64;
     let ready = Arc::new(Barrier::new(pubs + subs + 1));
+    let progress: Vec<Arc<AtomicU64>> = (0..subs).map(|_| Arc::default()).collect();
+    let settle = pub_servers
+        .iter()
+        .chain(sub_servers)
+        .any(|s| *s != pub_servers[0]);
     let mut sub_threads = Vec::new();
-    for i in 0..subs {
-        let (server, subject, ready) = (server.to_owned(), subject.clone(), ready.clone());
+    for (i, got_so_far) in progress.iter().enumerate() {
+        let server = sub_servers[i % sub_servers.len()].clone();
+        let (subject, ready, got_so_far) = (subject.clone(), ready.clone(), got_so_far.clone());
         sub_threads.push(std::thread::spawn(move || {
             smol::block_on(async {
                 let mut c = Connection::connect_default(&server, &format!("bench-sub-{i}")).await;
@@ -71,28 +124,55 @@ pub fn throughput(
                         ready.wait();
                         return Err(e);
                     }
+                    if settle {
+                        std::thread::sleep(SETTLE);
+                    }
                 }
                 ready.wait();
                 let mut c = c?;
+                let mut digest = FNV_OFFSET;
+                let mut next_seq = vec![0u64; pubs];
+                let mut fifo = true;
                 let mut got = 0u64;
                 while got < total {
-                    c.next_msg().await?;
+                    let d = c.next_msg().await?;
+                    if tagged && let Some(tag) = d.payload.get(..TAG) {
+                        digest = fnv(digest, tag);
+                        let p = u32::from_le_bytes(tag[..4].try_into().unwrap_or_default());
+                        let seq = u64::from_le_bytes(tag[4..].try_into().unwrap_or_default());
+                        match next_seq.get_mut(p as usize) {
+                            Some(n) if *n == seq => *n += 1,
+                            _ => fifo = false,
+                        }
+                    }
                     got += 1;
+                    got_so_far.store(got, Ordering::Relaxed);
                 }
-                Ok(Instant::now())
+                Ok(SubEnd {
+                    at: Instant::now(),
+                    digest,
+                    fifo,
+                })
             })
         }));
     }
     let mut pub_threads = Vec::new();
     for i in 0..pubs {
-        let (server, subject, ready) = (server.to_owned(), subject.clone(), ready.clone());
+        let server = pub_servers[i % pub_servers.len()].clone();
+        let (subject, ready) = (subject.clone(), ready.clone());
         pub_threads.push(std::thread::spawn(move || {
             smol::block_on(async {
                 let c = Connection::connect_default(&server, &format!("bench-pub-{i}")).await;
                 ready.wait();
                 let mut c = c?;
-                let payload = vec![b'x'; size];
-                for _ in 0..per_pub {
+                let mut payload = vec![b'x'; size];
+                if tagged {
+                    payload[..4].copy_from_slice(&(i as u32).to_le_bytes());
+                }
+                for seq in 0..per_pub {
+                    if tagged {
+                        payload[4..TAG].copy_from_slice(&seq.to_le_bytes());
+                    }
                     c.publish(&subject, None, &payload);
                     if c.buffered() >= PUB_BATCH {
                         c.flush().await?;
@@ -105,19 +185,16 @@ pub fn throughput(
     }
     ready.wait();
     let start = Instant::now();
-    let mut pub_end = start;
-    for h in pub_threads {
-        pub_end = pub_end.max(join(h)?);
-    }
-    let mut end = pub_end;
-    for h in sub_threads {
-        end = end.max(join(h)?);
-    }
+    let (pub_ends, sub_ends) = collect(pub_threads, sub_threads, &progress, total)?;
+    let pub_end = pub_ends.into_iter().fold(start, Instant::max);
+    let end = sub_ends.iter().map(|s| s.at).fold(pub_end, Instant::max);
+    let same = sub_ends.windows(2).all(|w| w[0].digest == w[1].digest);
+    let fifo = sub_ends.iter().all(|s| s.fifo);
     let secs = end.duration_since(start).as_secs_f64().max(1e-9);
     let pub_secs = pub_end.duration_since(start).as_secs_f64().max(1e-9);
     let delivered = total * subs as u64;
     Ok(Throughput {
-        server: server.to_owned(),
+        server: pub_servers.join(","),
         pubs,
         subs,
         msgs: total,
@@ -126,7 +203,60 @@ pub fn throughput(
         pub_rate: total as f64 / pub_secs,
         sub_rate: delivered as f64 / secs,
         sub_mb: (delivered as f64 * size as f64) / secs / 1e6,
+        same_order: tagged.then_some(same),
+        fifo: tagged.then_some(fifo),
     })
+}
+
+type Handle<T> = std::thread::JoinHandle<io::Result<T>>;
+
+/// Joins the bench threads as they finish: their results, or the first error,
+/// or a stall error once no subscriber has received anything for [`STALL`]
+/// (the stuck threads are left behind; the process is about to exit).
+fn collect<P, S>(
+    pubs: Vec<Handle<P>>,
+    subs: Vec<Handle<S>>,
+    progress: &[Arc<AtomicU64>],
+    total: u64,
+) -> io::Result<(Vec<P>, Vec<S>)> {
+    fn reap<T>(hs: &mut [Option<Handle<T>>], out: &mut Vec<T>) -> io::Result<()> {
+        for h in hs.iter_mut() {
+            if h.as_ref().is_some_and(|h| h.is_finished())
+                && let Some(h) = h.take()
+            {
+                out.push(join(h)?);
+            }
+        }
+        Ok(())
+    }
+    let (n_pubs, n_subs) = (pubs.len(), subs.len());
+    let mut pubs: Vec<_> = pubs.into_iter().map(Some).collect();
+    let mut subs: Vec<_> = subs.into_iter().map(Some).collect();
+    let (mut pub_out, mut sub_out) = (Vec::new(), Vec::new());
+    let counts = || -> Vec<u64> { progress.iter().map(|p| p.load(Ordering::Relaxed)).collect() };
+    let mut last = counts();
+    let mut moved = Instant::now();
+    loop {
+        reap(&mut pubs, &mut pub_out)?;
+        reap(&mut subs, &mut sub_out)?;
+        if pub_out.len() == n_pubs && sub_out.len() == n_subs {
+            return Ok((pub_out, sub_out));
+        }
+        let now = counts();
+        if now != last {
+            last = now;
+            moved = Instant::now();
+        } else if moved.elapsed() >= STALL {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "stalled: subscribers have {last:?} of {total} messages each, none new for {STALL:?}; {} of {n_pubs} publishers done",
+                    pub_out.len()
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Request/reply round trips, one at a time, through a responder on its own

@@ -142,8 +142,8 @@ pub struct StatusArgs {
 #[argh(
     subcommand,
     name = "bench",
-    example = "ecclusterd bench --pub 1 --sub 4 --msgs 1000000 --size 128\necclusterd bench --latency --msgs 10000 -s 127.0.0.1:4222\necclusterd bench --idle 10000",
-    note = "Throughput: PUB publishers share MSGS messages of SIZE bytes on one subject; SUB subscribers each receive all of them. Latency: MSGS request/reply round trips, one at a time, through a responder on its own connection. Idle: N connections held open, for measuring a server's memory per connection."
+    example = "ecclusterd bench --pub 1 --sub 4 --msgs 1000000 --size 128\necclusterd bench --latency --msgs 10000 -s 127.0.0.1:4222\necclusterd bench --idle 10000\necclusterd bench --pub 3 --sub 3 --pub-server 127.0.0.1:4809,127.0.0.2:4809,127.0.0.3:4809 --sub-server 127.0.0.1:4809,127.0.0.2:4809,127.0.0.3:4809",
+    note = "Throughput: PUB publishers share MSGS messages of SIZE bytes on one subject; SUB subscribers each receive all of them; with SIZE >= 12 each payload starts with its publisher and sequence number, and the result says whether all subscribers received one order and each publisher's messages in FIFO order. Latency: MSGS request/reply round trips, one at a time, through a responder on its own connection. Idle: N connections held open, for measuring a server's memory per connection."
 )]
 pub struct BenchArgs {
     /// server HOST:PORT (default: as for pub)
@@ -158,6 +158,12 @@ pub struct BenchArgs {
     /// subscribers (default 1)
     #[argh(option, default = "1")]
     sub: usize,
+    /// comma-separated servers for the publishers: publisher i uses entry i mod count (default: the server)
+    #[argh(option)]
+    pub_server: Option<String>,
+    /// comma-separated servers for the subscribers: subscriber j uses entry j mod count (default: the server)
+    #[argh(option)]
+    sub_server: Option<String>,
     /// messages in all (default 1000000; 10000 with --latency)
     #[argh(option)]
     msgs: Option<u64>,
@@ -323,12 +329,35 @@ pub fn bench(a: BenchArgs) -> ExitCode {
         }
     } else {
         let msgs = a.msgs.unwrap_or(1_000_000);
-        match bench::throughput(&server, a.r#pub, a.sub, msgs, a.size) {
+        let list = |l: Option<String>| -> Vec<String> {
+            l.map_or_else(
+                || vec![server.clone()],
+                |l| l.split(',').map(|s| s.trim().to_owned()).collect(),
+            )
+        };
+        let (pub_servers, sub_servers) = (list(a.pub_server), list(a.sub_server));
+        match bench::throughput(&pub_servers, &sub_servers, a.r#pub, a.sub, msgs, a.size) {
             Ok(r) if a.json => println!("{}", serde_json::to_string(&r).unwrap_or_default()),
-            Ok(r) => println!(
-                "{} pub -> {} sub, {} msgs x {} B in {:.2} s: publish {:.0} msg/s, deliver {:.0} msg/s ({:.1} MB/s)",
-                r.pubs, r.subs, r.msgs, r.size, r.secs, r.pub_rate, r.sub_rate, r.sub_mb
-            ),
+            Ok(r) => {
+                let yes = |b: Option<bool>| match b {
+                    Some(true) => "yes",
+                    Some(false) => "NO",
+                    None => "-",
+                };
+                println!(
+                    "{} pub -> {} sub, {} msgs x {} B in {:.2} s: publish {:.0} msg/s, deliver {:.0} msg/s ({:.1} MB/s); one order: {}, fifo: {}",
+                    r.pubs,
+                    r.subs,
+                    r.msgs,
+                    r.size,
+                    r.secs,
+                    r.pub_rate,
+                    r.sub_rate,
+                    r.sub_mb,
+                    yes(r.same_order),
+                    yes(r.fifo)
+                )
+            }
             Err(e) => return fail("bench", e),
         }
     }

@@ -8,10 +8,15 @@
 //!    `/proc/<pid>/status`) against each server in turn; the memory rows first, on fresh
 //!    servers, then throughput and latency, each run [`RUNS`] times (alternating which server
 //!    goes first), the median reported.
-//! 4. Prints the table and machine info, and writes both to `target/bench/bench.json`.
+//! 4. The cluster rows (`c-*`), when 127.0.0.2 and 127.0.0.3 can be bound: a 3-node
+//!    ecclusterd cluster ([`server::Cluster::ecclusterd`]) next to a 3-node nats-server
+//!    cluster (routes, `--cluster_name bench`), 128 B messages from publishers on given
+//!    nodes to subscribers on given nodes; delivered msg/s and whether all subscribers
+//!    received one order (`same_order` of `ecclusterd bench`).
+//! 5. Prints the table and machine info, and writes both to `target/bench/bench.json`.
 //!
 //! The servers are stopped on every path out ([`server::Server`]'s Drop): SIGTERM for
-//! ecclusterd, SIGKILL for nats-server.
+//! ecclusterd, SIGKILL for nats-server; the same for the six cluster nodes.
 
 mod server;
 
@@ -22,7 +27,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use server::{Server, with_fd_limit};
+use server::{Cluster, Server, with_fd_limit};
 
 use crate::util::{self, Result};
 
@@ -38,7 +43,8 @@ const EVEN: f64 = 0.05;
 const USAGE: &str = "usage: cargo xtask bench [--quick] [--rows KEY,...]
 
   --quick        a tenth of the messages, 1,000 idle connections, one run per row
-  --rows K,...   only these rows: 1x1-16 1x1-128 1x4-16 1x4-128 latency idle-rss conns-rss";
+  --rows K,...   only these rows: 1x1-16 1x1-128 1x4-16 1x4-128 latency idle-rss conns-rss
+                 c-1to3 c-1toall c-3to3 (3-node clusters on 127.0.0.1-3)";
 
 #[derive(Clone, Copy)]
 enum Kind {
@@ -48,6 +54,14 @@ enum Kind {
     Latency { size: usize, msgs: u64 },
     /// Server RSS right after start.
     IdleRss,
+    /// On the 3-node clusters: a publisher on each node of `pubs`, a subscriber on each node
+    /// of `subs` (node indexes 0..3), `msgs` messages of `size` bytes in all.
+    Cluster {
+        pubs: &'static [usize],
+        subs: &'static [usize],
+        size: usize,
+        msgs: u64,
+    },
     /// Server RSS while `conns` idle clients are connected.
     ConnsRss { conns: usize },
 }
@@ -61,6 +75,12 @@ fn specs(quick: bool) -> Vec<Spec> {
     // Full counts make each throughput run take about 1-2 s on a 2-core machine.
     let n = |full: u64| if quick { full / 10 } else { full };
     let tp = |subs, size, msgs| Kind::Throughput { subs, size, msgs };
+    let cl = |pubs, subs, msgs| Kind::Cluster {
+        pubs,
+        subs,
+        size: 128,
+        msgs,
+    };
     vec![
         Spec {
             key: "1x1-16",
@@ -86,6 +106,18 @@ fn specs(quick: bool) -> Vec<Spec> {
             },
         },
         Spec {
+            key: "c-1to3",
+            kind: cl(&[0], &[2], n(1_500_000)),
+        },
+        Spec {
+            key: "c-1toall",
+            kind: cl(&[0], &[0, 1, 2], n(800_000)),
+        },
+        Spec {
+            key: "c-3to3",
+            kind: cl(&[0, 1, 2], &[0, 1, 2], n(600_000)),
+        },
+        Spec {
             key: "idle-rss",
             kind: Kind::IdleRss,
         },
@@ -103,6 +135,8 @@ enum Unit {
     MsgPerSec,
     Micros,
     KiB,
+    /// 1 for yes, 0 for no; several runs give yes only if all did.
+    YesNo,
 }
 
 /// One table line a spec produces: label, unit, whether higher is better.
@@ -130,6 +164,27 @@ impl Kind {
                 line(format!("req/reply {size} B p99"), Unit::Micros, false),
             ],
             Kind::IdleRss => vec![line("RSS idle, after start".into(), Unit::KiB, false)],
+            Kind::Cluster {
+                pubs, subs, size, ..
+            } => {
+                let nodes = |v: &[usize]| {
+                    v.iter()
+                        .map(|n| format!("n{}", n + 1))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                let what = format!(
+                    "cluster {} pub ({}) -> {} sub ({}), {size} B",
+                    pubs.len(),
+                    nodes(pubs),
+                    subs.len(),
+                    nodes(subs)
+                );
+                vec![
+                    line(format!("{what} (delivered)"), Unit::MsgPerSec, true),
+                    line(format!("{what}: one order"), Unit::YesNo, true),
+                ]
+            }
             Kind::ConnsRss { conns } => vec![
                 line(
                     format!("RSS with {} idle conns", thousands(conns as u64)),
@@ -143,6 +198,10 @@ impl Kind {
 
     fn is_memory(&self) -> bool {
         matches!(self, Kind::IdleRss | Kind::ConnsRss { .. })
+    }
+
+    fn is_cluster(&self) -> bool {
+        matches!(self, Kind::Cluster { .. })
     }
 }
 
@@ -208,8 +267,9 @@ pub fn run(args: &[String]) -> Result {
         &bin,
         &out_dir.join(format!("conf-{}", std::process::id())),
     )?];
-    match server::find_or_install_nats() {
-        Some(p) => servers.push(Server::nats(&p, &out_dir.join("nats-server.log"))?),
+    let nats_program = server::find_or_install_nats();
+    match &nats_program {
+        Some(p) => servers.push(Server::nats(p, &out_dir.join("nats-server.log"))?),
         None => eprintln!(
             "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
              !!  NOTE: nats-server is not available: benching ecclusterd ALONE.  !!\n\
@@ -223,7 +283,7 @@ pub fn run(args: &[String]) -> Result {
     let machine = machine_info(&servers);
 
     let runs = if opts.quick { 1 } else { RUNS };
-    let specs: Vec<Spec> = specs(opts.quick)
+    let mut specs: Vec<Spec> = specs(opts.quick)
         .into_iter()
         .filter(|s| {
             opts.rows
@@ -231,6 +291,26 @@ pub fn run(args: &[String]) -> Result {
                 .is_none_or(|r| r.iter().any(|k| k == s.key))
         })
         .collect();
+    // The clusters, one per server above and in the same order (the table's columns).
+    let mut clusters: Vec<Cluster> = Vec::new();
+    if specs.iter().any(|s| s.kind.is_cluster()) {
+        if server::cluster_ips_usable() {
+            clusters.push(Cluster::ecclusterd(
+                &bin,
+                &out_dir.join(format!("cluster-{}", std::process::id())),
+            )?);
+            if let Some(p) = &nats_program {
+                clusters.push(Cluster::nats(p, &out_dir)?);
+            }
+            for c in &clusters {
+                let addrs: Vec<&str> = c.nodes.iter().map(|n| n.addr.as_str()).collect();
+                eprintln!("{} cluster ready on {}", c.name, addrs.join(", "));
+            }
+        } else {
+            eprintln!("127.0.0.2 and 127.0.0.3 are not usable here: skipping the cluster rows");
+            specs.retain(|s| !s.kind.is_cluster());
+        }
+    }
     // Memory first, while the servers are fresh; the table keeps the declared order.
     let mut order: Vec<usize> = (0..specs.len()).collect();
     order.sort_by_key(|&i| !specs[i].kind.is_memory());
@@ -254,7 +334,11 @@ pub fn run(args: &[String]) -> Result {
                 let s = &mut servers[j];
                 eprint!("{:<9} {:<11} run {}/{runs} ... ", spec.key, s.name, r + 1);
                 let t = Instant::now();
-                match measure(&bin, s, spec.kind) {
+                let result = match spec.kind {
+                    Kind::Cluster { .. } => measure_cluster(&bin, &mut clusters[j], spec.kind),
+                    _ => measure(&bin, s, spec.kind),
+                };
+                match result {
                     Ok(sample) => {
                         eprintln!(
                             "{} ({:.1} s)",
@@ -271,11 +355,18 @@ pub fn run(args: &[String]) -> Result {
             }
         }
     }
-    let warnings: Vec<String> = servers.iter().flat_map(|s| s.warnings()).collect();
+    let warnings: Vec<String> = servers
+        .iter()
+        .chain(clusters.iter().flat_map(|c| &c.nodes))
+        .flat_map(|s| s.warnings())
+        .collect();
     let names: Vec<&str> = servers.iter().map(|s| s.name).collect();
-    for mut s in servers.drain(..) {
+    for mut s in servers
+        .drain(..)
+        .chain(clusters.drain(..).flat_map(|c| c.nodes))
+    {
         if !s.alive() {
-            eprintln!("{} died during the bench", s.name);
+            eprintln!("{} (pid {}) died during the bench", s.name, s.pid());
         }
     }
     let bench_secs = bench_started.elapsed().as_secs_f64();
@@ -339,7 +430,64 @@ fn measure(bin: &Path, s: &mut Server, kind: Kind) -> Result<Sample> {
         }
         Kind::IdleRss => Ok(sample(vec![s.rss_kib()? as f64])),
         Kind::ConnsRss { conns } => conns_rss(bin, s, conns),
+        Kind::Cluster { .. } => Err("a cluster row needs a cluster".into()),
     }
+}
+
+/// One run of a cluster row: `ecclusterd bench --json` with `--pub-server`/`--sub-server`
+/// naming the nodes; delivered msg/s and the `same_order` flag.
+fn measure_cluster(bin: &Path, c: &mut Cluster, kind: Kind) -> Result<Sample> {
+    let Kind::Cluster {
+        pubs,
+        subs,
+        size,
+        msgs,
+    } = kind
+    else {
+        return Err("not a cluster row".into());
+    };
+    for n in &mut c.nodes {
+        if !n.alive() {
+            return Err(format!("{} (pid {}) is no longer running", n.name, n.pid()));
+        }
+    }
+    let list = |v: &[usize]| v.iter().map(|&i| c.addr(i)).collect::<Vec<_>>().join(",");
+    let (pub_list, sub_list) = (list(pubs), list(subs));
+    let (np, ns) = (pubs.len().to_string(), subs.len().to_string());
+    let extra = [
+        "--pub",
+        &np,
+        "--sub",
+        &ns,
+        "--pub-server",
+        &pub_list,
+        "--sub-server",
+        &sub_list,
+    ];
+    let out = bench_json(bin, c.addr(0), &extra, msgs, size).map_err(|e| {
+        let tails: Vec<String> = c
+            .nodes
+            .iter()
+            .map(|n| n.log_last(8))
+            .filter(|t| !t.is_empty())
+            .collect();
+        if tails.is_empty() {
+            e
+        } else {
+            format!("{e}\nlast log lines of the nodes:\n{}", tails.join("\n"))
+        }
+    })?;
+    let json = out.as_str();
+    let yes = |key: &str| json.contains(&format!("\"{key}\":true"));
+    let note =
+        (!yes("fifo")).then(|| "a subscriber saw a publisher's messages out of order".to_owned());
+    Ok(Sample {
+        values: vec![
+            field(json, "sub_rate")?,
+            if yes("same_order") { 1.0 } else { 0.0 },
+        ],
+        note,
+    })
 }
 
 /// `ecclusterd bench -s ADDR --json EXTRA --msgs MSGS --size SIZE`, its stdout.
@@ -506,6 +654,8 @@ fn fmt_value(unit: Unit, v: f64) -> String {
         Unit::Micros => format!("{v:.1} us"),
         Unit::KiB if v >= 1024.0 => format!("{:.1} MiB", v / 1024.0),
         Unit::KiB => format!("{v:.1} KiB"),
+        Unit::YesNo if v >= 1.0 => "yes".into(),
+        Unit::YesNo => "no".into(),
     }
 }
 
@@ -551,7 +701,12 @@ impl Table {
                             .filter_map(|s| s.note.as_ref())
                             .map(|n| format!("{name}: {n}")),
                     );
-                    cells.push(match (&o.error, median(values.clone())) {
+                    let summary = if def.unit == Unit::YesNo {
+                        values.iter().copied().reduce(f64::min)
+                    } else {
+                        median(values.clone())
+                    };
+                    cells.push(match (&o.error, summary) {
                         (Some(e), _) => Err(e.clone()),
                         (None, Some(m)) => Ok(m),
                         (None, None) => Err("not measured".into()),
@@ -585,7 +740,7 @@ impl Table {
     /// ecclusterd / nats-server, when both were measured.
     fn ratio(row: &TableRow) -> Option<f64> {
         match row.cells.as_slice() {
-            [Ok(a), Ok(b)] if *b != 0.0 => Some(a / b),
+            [Ok(a), Ok(b)] if *b != 0.0 && row.def.unit != Unit::YesNo => Some(a / b),
             _ => None,
         }
     }
@@ -630,10 +785,10 @@ impl Table {
                 cell(0),
                 cell(1),
                 Self::ratio(row).map_or("-".into(), |r| format!("{r:.2}x")),
-                if row.def.higher_better {
-                    "higher"
-                } else {
-                    "lower"
+                match row.def.unit {
+                    Unit::YesNo => "-",
+                    _ if row.def.higher_better => "higher",
+                    _ => "lower",
                 }
                 .into(),
                 self.leader(row),
@@ -701,6 +856,7 @@ impl Table {
                 Unit::MsgPerSec => "msg/s",
                 Unit::Micros => "us",
                 Unit::KiB => "KiB",
+                Unit::YesNo => "yes=1",
             };
             let mut f = vec![
                 format!("\"key\": {}", json_str(row.key)),
@@ -840,6 +996,7 @@ mod tests {
     fn rows_filter_rejects_unknown_keys() {
         let args = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert!(parse(&args(&["--rows", "latency,1x4-16"])).is_ok());
+        assert!(parse(&args(&["--rows", "c-1to3,c-1toall,c-3to3"])).is_ok());
         assert!(parse(&args(&["--rows", "nope"])).is_err());
         assert!(parse(&args(&["--quick"])).is_ok_and(|o| o.quick));
     }

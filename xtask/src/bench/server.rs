@@ -47,13 +47,25 @@ impl Server {
     /// `ecclusterd run` on a config in `dir` with ephemeral 127.0.0.1 ports; ready when it
     /// logs ` ready `, its client address taken from `msgcserver_listener: listening on`.
     pub fn ecclusterd(bin: &Path, dir: &Path) -> Result<Server> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let conf = dir.join("ecclusterd.conf");
         // max_connections lifted so the idle-connection row measures memory, not the limit.
         let text = "cluster { nodename = \"bench\" }\n\
             ECCluster_Listener { Listen \"127.0.0.1:0\" { } }\n\
             msgcserver_listener { Listen \"127.0.0.1:0\" { max_connections = 0 } }\n";
+        let (mut server, rx) = Server::spawn_ecclusterd(bin, dir, text)?;
+        server.wait_for_line(&rx, " ready ", Instant::now() + PATIENCE)?;
+        Ok(server)
+    }
+
+    /// `ecclusterd run` on the config `text`, written to `dir`; not yet ready. The
+    /// receiver gets its log lines (for [`Server::wait_for_line`]).
+    fn spawn_ecclusterd(
+        bin: &Path,
+        dir: &Path,
+        text: &str,
+    ) -> Result<(Server, mpsc::Receiver<String>)> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let conf = dir.join("ecclusterd.conf");
         std::fs::write(&conf, text).map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
         let version = version(bin)?;
         let mut cmd = with_fd_limit(bin);
@@ -88,7 +100,7 @@ impl Server {
                 }
             });
         }
-        let mut server = Server {
+        let server = Server {
             name: "ecclusterd",
             addr: String::new(),
             version,
@@ -96,45 +108,64 @@ impl Server {
             log,
             dir: Some(dir.to_path_buf()),
         };
-        let deadline = Instant::now() + PATIENCE;
+        Ok((server, rx))
+    }
+
+    /// Reads ecclusterd's log until a line contains `needle`, taking the client address
+    /// from `msgcserver_listener: listening on` on the way.
+    fn wait_for_line(
+        &mut self,
+        rx: &mpsc::Receiver<String>,
+        needle: &str,
+        deadline: Instant,
+    ) -> Result<()> {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = rx.recv_timeout(left).map_err(|_| {
                 format!(
-                    "ecclusterd not ready within {PATIENCE:?}; its log:\n{}",
-                    server.log_tail()
+                    "ecclusterd (pid {}) logged no `{needle}` in time; its log:\n{}",
+                    self.pid(),
+                    self.log_tail()
                 )
             })?;
             if let Some((_, addr)) = line.split_once("msgcserver_listener: listening on ") {
-                server.addr = addr.trim().to_owned();
+                self.addr = addr.trim().to_owned();
             }
-            if line.contains(" ready ") {
+            if line.contains(needle) {
                 break;
             }
         }
-        if server.addr.is_empty() {
+        if self.addr.is_empty() {
             return Err(format!(
-                "ecclusterd is ready but logged no msgcserver_listener address; its log:\n{}",
-                server.log_tail()
+                "ecclusterd logged `{needle}` but no msgcserver_listener address; its log:\n{}",
+                self.log_tail()
             ));
         }
-        Ok(server)
+        Ok(())
     }
 
     /// `nats-server -a 127.0.0.1 -p PORT` on a free port; ready when a TCP client gets INFO.
     pub fn nats(program: &Path, log_file: &Path) -> Result<Server> {
+        let port = free_port("127.0.0.1")?;
+        let args = [
+            "-a".to_owned(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+        ];
+        Server::nats_with(program, &args, &format!("127.0.0.1:{port}"), log_file)
+    }
+
+    /// `nats-server ARGS` listening for clients on `addr`; ready when a TCP client gets INFO.
+    fn nats_with(program: &Path, args: &[String], addr: &str, log_file: &Path) -> Result<Server> {
         let version = version(program)?;
-        let port = free_port()?;
         let log = std::fs::File::create(log_file)
             .map_err(|e| format!("cannot create {}: {e}", log_file.display()))?;
         let log2 = log
             .try_clone()
             .map_err(|e| format!("cannot share {}: {e}", log_file.display()))?;
         let mut cmd = with_fd_limit(program);
-        cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2);
+        cmd.args(args).stdin(Stdio::null()).stdout(log).stderr(log2);
         let line = util::display(&cmd);
         eprintln!("$ {line}");
         let child = cmd
@@ -142,7 +173,7 @@ impl Server {
             .map_err(|e| format!("could not start `{line}`: {e}"))?;
         let mut server = Server {
             name: "nats-server",
-            addr: format!("127.0.0.1:{port}"),
+            addr: addr.to_owned(),
             version,
             child,
             log: Arc::default(),
@@ -208,8 +239,18 @@ impl Server {
     }
 
     fn log_tail(&self) -> String {
+        self.log_last(LOG_KEEP)
+    }
+
+    /// ecclusterd's last `n` log lines, each prefixed with its pid (empty for nats-server).
+    pub fn log_last(&self, n: usize) -> String {
         let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
-        log.iter().cloned().collect::<Vec<_>>().join("\n")
+        let skip = log.len().saturating_sub(n);
+        log.iter()
+            .skip(skip)
+            .map(|l| format!("[{}] {l}", self.pid()))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// ecclusterd: SIGTERM, then SIGKILL if it has not exited within [`PATIENCE`].
@@ -256,12 +297,156 @@ fn version(program: &Path) -> Result<String> {
     Ok(out.lines().next().unwrap_or_default().trim().to_owned())
 }
 
-/// A port that was free on 127.0.0.1 a moment ago.
-fn free_port() -> Result<u16> {
-    TcpListener::bind("127.0.0.1:0")
+/// A port that was free on `ip` a moment ago.
+fn free_port(ip: &str) -> Result<u16> {
+    TcpListener::bind((ip, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .map_err(|e| format!("cannot find a free port on 127.0.0.1: {e}"))
+        .map_err(|e| format!("cannot find a free port on {ip}: {e}"))
+}
+
+/// The loopback addresses of the cluster nodes.
+const NODE_IPS: [&str; 3] = ["127.0.0.1", "127.0.0.2", "127.0.0.3"];
+
+/// Whether a listener can be bound on 127.0.0.2 and 127.0.0.3 (Linux routes all of
+/// 127/8 to loopback; other systems may not).
+pub fn cluster_ips_usable() -> bool {
+    NODE_IPS
+        .iter()
+        .all(|ip| TcpListener::bind((*ip, 0)).is_ok())
+}
+
+/// Three nodes of one server kind on 127.0.0.1, .2, .3; stopped on drop (each [`Server`]).
+pub struct Cluster {
+    pub name: &'static str,
+    pub nodes: Vec<Server>,
+}
+
+impl Cluster {
+    /// Node i's client address.
+    pub fn addr(&self, i: usize) -> &str {
+        &self.nodes[i].addr
+    }
+
+    /// Three `ecclusterd run` nodes `node1..node3`, each with its msgc port listed in every
+    /// node's `msgc_server { peers }` (as `tests/common::cluster_confs`, but with the default
+    /// keepalive; reconnects every 0.2 s so the nodes find each other quickly); ready when each has
+    /// logged the membership view `members node1 node2 node3 (`.
+    pub fn ecclusterd(bin: &Path, dir: &Path) -> Result<Cluster> {
+        let ports = NODE_IPS
+            .iter()
+            .map(|ip| free_port(ip))
+            .collect::<Result<Vec<_>>>()?;
+        let peers: String = NODE_IPS
+            .iter()
+            .zip(&ports)
+            .enumerate()
+            .map(|(i, (ip, port))| format!("    node{} = \"{ip}:{port}\"\n", i + 1))
+            .collect();
+        let mut cluster = Cluster {
+            name: "ecclusterd",
+            nodes: Vec::new(),
+        };
+        let mut logs = Vec::new();
+        for (i, (ip, port)) in NODE_IPS.iter().zip(&ports).enumerate() {
+            let text = format!(
+                "cluster {{ nodename = \"node{n}\" }}\n\
+                 ECCluster_Listener {{ Listen \"{ip}:0\" {{ }} }}\n\
+                 msgcserver_listener {{ Listen \"{ip}:{port}\" {{ }} }}\n\
+                 msgc_server {{\n  peers = [\n{peers}  ]\n  reconnect_interval = 0.2\n}}\n",
+                n = i + 1
+            );
+            let (server, rx) =
+                Server::spawn_ecclusterd(bin, &dir.join(format!("node{}", i + 1)), &text)?;
+            cluster.nodes.push(server);
+            logs.push(rx);
+        }
+        let deadline = Instant::now() + PATIENCE;
+        for (node, rx) in cluster.nodes.iter_mut().zip(&logs) {
+            node.wait_for_line(rx, "members node1 node2 node3 (", deadline)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Three `nats-server` nodes routed to each other (`--cluster_name bench`); ready when
+    /// a probe published on node 1 reaches a subscriber on node 3.
+    pub fn nats(program: &Path, log_dir: &Path) -> Result<Cluster> {
+        let client = NODE_IPS
+            .iter()
+            .map(|ip| free_port(ip))
+            .collect::<Result<Vec<_>>>()?;
+        let route = NODE_IPS
+            .iter()
+            .map(|ip| free_port(ip))
+            .collect::<Result<Vec<_>>>()?;
+        let mut cluster = Cluster {
+            name: "nats-server",
+            nodes: Vec::new(),
+        };
+        for (i, ip) in NODE_IPS.iter().enumerate() {
+            let routes: Vec<String> = (0..NODE_IPS.len())
+                .filter(|&j| j != i)
+                .map(|j| format!("nats://{}:{}", NODE_IPS[j], route[j]))
+                .collect();
+            let args = [
+                "-a".to_owned(),
+                ip.to_string(),
+                "-p".into(),
+                client[i].to_string(),
+                "--cluster_name".into(),
+                "bench".into(),
+                "--cluster".into(),
+                format!("nats://{ip}:{}", route[i]),
+                "--routes".into(),
+                routes.join(","),
+            ];
+            let log = log_dir.join(format!("nats-cluster-{}.log", i + 1));
+            let addr = format!("{ip}:{}", client[i]);
+            cluster
+                .nodes
+                .push(Server::nats_with(program, &args, &addr, &log)?);
+        }
+        probe_routes(cluster.addr(0), cluster.addr(2), Instant::now() + PATIENCE)?;
+        Ok(cluster)
+    }
+}
+
+/// Publishes a probe on `from` every 100 ms until a subscriber on `to` receives one.
+fn probe_routes(from: &str, to: &str, deadline: Instant) -> Result<()> {
+    use std::io::Write;
+    let open = |addr: &str, out: &str| -> std::io::Result<BufReader<TcpStream>> {
+        let s = TcpStream::connect(addr)?;
+        s.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let mut r = BufReader::new(s);
+        let mut info = String::new();
+        r.read_line(&mut info)?;
+        r.get_mut().write_all(out.as_bytes())?;
+        Ok(r)
+    };
+    let err = |e: std::io::Error| format!("nats-server cluster probe: {e}");
+    let mut sub = open(to, "CONNECT {}\r\nSUB bench.probe 1\r\nPING\r\n").map_err(err)?;
+    let mut publ = open(from, "CONNECT {}\r\n").map_err(err)?;
+    let mut line = String::new();
+    while Instant::now() < deadline {
+        publ.get_mut()
+            .write_all(b"PUB bench.probe 5\r\nprobe\r\n")
+            .map_err(err)?;
+        let until = Instant::now() + Duration::from_millis(100);
+        while Instant::now() < until {
+            line.clear();
+            match sub.read_line(&mut line) {
+                Ok(0) => return Err("nats-server cluster probe: node 3 closed".into()),
+                Ok(_) if line.starts_with("MSG bench.probe") => return Ok(()),
+                Ok(_) if line.starts_with("PING") => {
+                    sub.get_mut().write_all(b"PONG\r\n").map_err(err)?;
+                }
+                _ => {}
+            }
+        }
+    }
+    Err(format!(
+        "nats-server cluster: a message published on {from} did not reach {to} within {PATIENCE:?}"
+    ))
 }
 
 /// Whether a client connecting to `addr` is greeted with an `INFO` line.
