@@ -10,6 +10,9 @@ use super::state::State;
 pub(crate) struct Log {
     start: u64,
     entries: VecDeque<Entry>,
+    /// Op of the latest View entry held: asked on every proposal, so kept
+    /// rather than searched for.
+    last_view: Option<u64>,
 }
 
 impl Log {
@@ -17,15 +20,22 @@ impl Log {
         Log {
             start: 1,
             entries: VecDeque::new(),
+            last_view: None,
         }
     }
 
     pub fn from_image(img: LogImage) -> (Self, State) {
         let start = img.start.max(1);
+        let last_view = img
+            .entries
+            .iter()
+            .rposition(|e| matches!(e, Entry::View(_)))
+            .map(|i| start + i as u64);
         (
             Log {
                 start,
                 entries: img.entries.into(),
+                last_view,
             },
             img.base,
         )
@@ -52,6 +62,9 @@ impl Log {
     }
 
     pub fn push(&mut self, e: Entry) {
+        if matches!(e, Entry::View(_)) {
+            self.last_view = Some(self.op() + 1);
+        }
         self.entries.push_back(e);
     }
 
@@ -73,6 +86,9 @@ impl Log {
                 None => break,
             }
         }
+        if self.last_view.is_some_and(|op| op < self.start) {
+            self.last_view = None;
+        }
     }
 
     pub fn image(&self, base: &State) -> LogImage {
@@ -83,15 +99,9 @@ impl Log {
         }
     }
 
-    /// Latest View entry held, scanning from the end.
+    /// Latest View entry held.
     pub fn last_view(&self) -> Option<(u64, &Entry)> {
-        let mut op = self.op();
-        for e in self.entries.iter().rev() {
-            if matches!(e, Entry::View(_)) {
-                return Some((op, e));
-            }
-            op -= 1;
-        }
-        None
+        let op = self.last_view?;
+        self.get(op).map(|e| (op, e))
     }
 }

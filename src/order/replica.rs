@@ -412,20 +412,27 @@ impl Core {
                 .filter(|e| e.proposal().is_some_and(|id| id.pseq > self.fwd_upto))
                 .cloned()
                 .collect();
-            // Under flow control nothing new is appended: forwarded proposals
-            // stay held, and our own stay in `outq` (not yet forwarded).
-            let open = self.primary_view() && !self.overloaded();
-            if open {
-                while let Some(e) = self.held.pop_front() {
+            // Flow control: append only while no member is half of
+            // `max_backlog` behind; held forwards first (they arrived first),
+            // then our own. What is left waits in `held` / `outq`.
+            if self.primary_view() {
+                // Each append puts the slowest member one op further behind.
+                let mut room = self.room();
+                while room > 0 {
+                    let Some(e) = self.held.pop_front() else { break };
                     self.accept(e);
+                    room -= 1;
                 }
-            }
-            let local = if open { local } else { Vec::new() };
-            for e in local {
-                if let Some(id) = e.proposal() {
-                    self.fwd_upto = id.pseq;
+                for e in local {
+                    if room == 0 || !self.held.is_empty() {
+                        break;
+                    }
+                    if let Some(id) = e.proposal() {
+                        self.fwd_upto = id.pseq;
+                    }
+                    self.accept(e);
+                    room -= 1;
                 }
-                self.accept(e);
             }
             self.advance_commit();
             let op = self.log.op();
@@ -666,15 +673,22 @@ impl Core {
     /// ops behind the log. New proposals wait until it catches up; only a
     /// member that also stops making progress is dropped (`check_members`).
     fn overloaded(&self) -> bool {
+        self.room() == 0
+    }
+
+    /// Ops that may still be appended before some member of the view is
+    /// half of `max_backlog` behind.
+    fn room(&self) -> u64 {
         let op = self.log.op();
         let (_, members, _) = self.latest_view();
-        members.iter().any(|&m| {
-            let p = m as usize;
-            m != self.me
-                && p < self.n
-                && self.up[p]
-                && op.saturating_sub(self.acked_applied[p]) > self.cfg.max_backlog / 2
-        })
+        let worst = members
+            .iter()
+            .map(|&m| m as usize)
+            .filter(|&p| p != self.me as usize && p < self.n && self.up[p])
+            .map(|p| op.saturating_sub(self.acked_applied[p]))
+            .max()
+            .unwrap_or(0);
+        (self.cfg.max_backlog / 2).saturating_sub(worst)
     }
 
     fn note_applied(&mut self, p: usize, applied: u64) {
