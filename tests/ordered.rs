@@ -316,3 +316,45 @@ fn five_nodes_survive_two_failures_including_the_leader() {
         assert_eq!(mine, sorted, "per-publisher order");
     }
 }
+
+#[test]
+fn a_publisher_faster_than_the_order_is_slowed_not_refused() {
+    // A small backlog makes the leader hold proposals often.
+    let confs = cluster_confs(3, "  max_backlog = 100");
+    let mut nodes = start(&confs, &[0, 1, 2]);
+    wait_view(&mut nodes, "node1 node2 node3");
+    const N: usize = 100_000;
+    let addr = node(&nodes, 2).msgc();
+    let mut sub = subscriber(addr, "flood");
+    let reader = std::thread::spawn(move || {
+        let mut last = None;
+        for k in 0..N {
+            let d = sub.msg();
+            let n: usize = std::str::from_utf8(&d.payload).unwrap().parse().unwrap();
+            assert_eq!(n, k, "gap or reorder after {last:?}");
+            last = Some(n);
+        }
+        sub.sync_empty();
+    });
+    let mut p = Nats::quiet(node(&nodes, 0).msgc());
+    let mut batch = Vec::new();
+    for k in 0..N {
+        let body = k.to_string();
+        batch.extend_from_slice(format!("PUB flood {}\r\n{body}\r\n", body.len()).as_bytes());
+        if batch.len() > 64 * 1024 {
+            p.send(&batch);
+            batch.clear();
+        }
+    }
+    p.send(&batch);
+    // No refusal on the way: the PONG comes after all of them are ordered.
+    p.sync_empty();
+    reader.join().unwrap();
+    for n in nodes.iter_mut().flatten() {
+        n.pump();
+        assert!(
+            !n.log.iter().any(|l| l.contains("left node")),
+            "a member was dropped"
+        );
+    }
+}

@@ -29,7 +29,7 @@ pub const VIEW_SUBJECT: &str = "$MSGC.VIEW";
 /// Core ticks per `keepalive_interval`.
 const TICKS_PER_KEEPALIVE: u32 = 4;
 /// Inputs waiting for the ordering task at most, in number and in payload
-/// bytes; past either, publishes are refused (`msgc: ordering queue full`).
+/// bytes; past either, publishers wait (their sockets are not read).
 const INPUT_QUEUE: usize = 65_536;
 const INPUT_BYTES: usize = 64 << 20;
 /// Own proposals the core may hold uncommitted; past it the task stops taking
@@ -37,6 +37,9 @@ const INPUT_BYTES: usize = 64 << 20;
 const MAX_IN_FLIGHT: usize = 65_536;
 /// Most inputs taken per round before the core flushes (one batch).
 const ROUND: usize = 4096;
+/// Ops of lag per unit of `max_backlog` before a member is dropped (the
+/// leader holds new proposals at half of it).
+const LAG_PER_BACKLOG: u64 = 16;
 
 /// What sessions hand the ordering task.
 pub enum Input {
@@ -81,6 +84,8 @@ pub struct Ordered {
     tx: Sender<Input>,
     /// Bytes of the inputs in `tx`.
     queued: AtomicUsize,
+    /// Notified whenever the ordering task takes inputs off the queue.
+    room: event_listener::Event,
     status: Mutex<Option<OrderStatus>>,
 }
 
@@ -105,25 +110,54 @@ impl Input {
 }
 
 impl Ordered {
-    /// Queues an input; false when the queue is full (the caller refuses).
-    pub fn submit(&self, i: Input) -> bool {
+    /// Queues a publish; gives it back when the queue is full.
+    pub fn submit(&self, i: Input) -> Result<(), Box<Input>> {
         let size = i.size();
-        if self.queued.fetch_add(size, Ordering::Relaxed) + size > INPUT_BYTES {
+        if self.queued.fetch_add(size, Ordering::Relaxed) + size > INPUT_BYTES
+            || self.tx.len() >= INPUT_QUEUE
+        {
             self.queued.fetch_sub(size, Ordering::Relaxed);
-            return false;
+            return Err(Box::new(i));
         }
-        match self.tx.try_send(i) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_) | TrySendError::Closed(_)) => {
-                self.queued.fetch_sub(size, Ordering::Relaxed);
-                false
+        self.send(i, size)
+    }
+
+    /// Queues a group change whatever the queue holds: they are small, bounded
+    /// by the subscription limits, and must not be lost. One queue for both
+    /// keeps each client's joins and publishes in the order it made them.
+    pub fn submit_group(&self, i: Input) {
+        let size = i.size();
+        self.queued.fetch_add(size, Ordering::Relaxed);
+        let _ = self.send(i, size);
+    }
+
+    fn send(&self, i: Input, size: usize) -> Result<(), Box<Input>> {
+        self.tx.try_send(i).map_err(|e| {
+            self.queued.fetch_sub(size, Ordering::Relaxed);
+            match e {
+                TrySendError::Full(i) | TrySendError::Closed(i) => Box::new(i),
             }
+        })
+    }
+
+    /// Queues an input, waiting for room: the publisher's connection is not
+    /// read meanwhile, so TCP slows the publisher instead of a refusal.
+    pub async fn submit_wait(&self, mut i: Box<Input>) {
+        loop {
+            let listener = self.room.listen();
+            match self.submit(*i) {
+                Ok(()) => return,
+                Err(_) if self.tx.is_closed() => return,
+                Err(back) => i = back,
+            }
+            listener.await;
         }
     }
 
     /// The ordering task took `i` off the queue.
     fn taken(&self, i: &Input) {
         self.queued.fetch_sub(i.size(), Ordering::Relaxed);
+        self.room.notify(usize::MAX);
     }
 
     pub fn status(&self) -> Option<OrderStatus> {
@@ -161,12 +195,17 @@ pub fn start(
     let c = &settings.server.common;
     let mut cfg = Config::new(me, names.clone(), incarnation);
     cfg.suspect_after_ticks = 2 * TICKS_PER_KEEPALIVE;
-    cfg.max_backlog = c.max_backlog.max(1);
+    // Momentum's `max_backlog` counts messages queued to one connection; a
+    // member's lag is counted in ops, and a single round appends up to
+    // `ROUND` of them, so the bound is scaled to stay well above one round.
+    cfg.max_backlog = c.max_backlog.max(1).saturating_mul(LAG_PER_BACKLOG);
     let tick = (c.keepalive_interval / TICKS_PER_KEEPALIVE).max(Duration::from_millis(5));
-    let (tx, rx) = async_channel::bounded(INPUT_QUEUE);
+    // Unbounded as a channel; `submit` bounds publishes in count and bytes.
+    let (tx, rx) = async_channel::unbounded();
     let ordered = Arc::new(Ordered {
         tx,
         queued: AtomicUsize::new(0),
+        room: event_listener::Event::new(),
         status: Mutex::new(None),
     });
     bus.router().set_replicated();

@@ -37,6 +37,8 @@ struct Shared {
     /// Set by the reader whenever bytes arrive; cleared by the keepalive tick.
     active: AtomicBool,
     connected: AtomicBool,
+    /// The reader waits for room in the ordering queue.
+    blocked: AtomicBool,
 }
 
 pub async fn serve(
@@ -105,6 +107,7 @@ pub async fn serve(
         pings_out: AtomicU32::new(0),
         active: AtomicBool::new(false),
         connected: AtomicBool::new(false),
+        blocked: AtomicBool::new(false),
     };
     log::debug!(
         "msgc client {} connected from {remote}",
@@ -161,7 +164,7 @@ async fn read_half(
         shared.active.store(true, Ordering::Relaxed);
         Counters::add(&bus.counters.bytes_in, first.len() as u64);
         parser.feed(&first);
-        if process(bus, shared, &mut parser, &mut connect_deadline, remote) == Flow::Stop {
+        if handle(bus, shared, &mut parser, &mut connect_deadline, remote).await {
             return;
         }
     }
@@ -189,7 +192,7 @@ async fn read_half(
         shared.active.store(true, Ordering::Relaxed);
         Counters::add(&bus.counters.bytes_in, n as u64);
         parser.feed(buf.filled(n));
-        if process(bus, shared, &mut parser, &mut connect_deadline, remote) == Flow::Stop {
+        if handle(bus, shared, &mut parser, &mut connect_deadline, remote).await {
             return;
         }
         // The router was released with the chunk, so other connections get their turn.
@@ -201,6 +204,33 @@ async fn read_half(
         future::yield_now().await;
     }
     shared.client.out.close();
+}
+
+/// Handles what the parser holds, waiting for room in the ordering queue
+/// when it is full. True when the connection must end.
+async fn handle(
+    bus: &Bus,
+    shared: &Shared,
+    parser: &mut proto::ClientParser,
+    connect_deadline: &mut Option<Timer>,
+    remote: &Remote,
+) -> bool {
+    loop {
+        match process(bus, shared, parser, connect_deadline, remote) {
+            Flow::Go => return false,
+            Flow::Stop => return true,
+            Flow::Wait(input) => {
+                let Some(ord) = bus.ordered() else {
+                    return true;
+                };
+                // Held back by us, not silent: no keepalive PINGs meanwhile.
+                shared.blocked.store(true, Ordering::Relaxed);
+                ord.submit_wait(input).await;
+                shared.blocked.store(false, Ordering::Relaxed);
+                ok(shared);
+            }
+        }
+    }
 }
 
 /// A read buffer that follows the connection's traffic.
@@ -241,10 +271,12 @@ impl ReadBuf {
     }
 }
 
-#[derive(PartialEq, Eq)]
 enum Flow {
     Go,
     Stop,
+    /// The ordering queue is full: queue this publish when there is room,
+    /// then go on with the operations still in the parser.
+    Wait(Box<Input>),
 }
 
 /// Handles every complete operation of one read. The router is locked at
@@ -348,19 +380,18 @@ fn process(
                 {
                     let c = &shared.client;
                     let seq = c.published.fetch_add(1, Ordering::Relaxed) + 1;
-                    let queued = ord.submit(Input::Publish {
+                    let input = Input::Publish {
                         client: c.id,
                         seq,
                         subject,
                         reply,
                         headers,
                         payload,
-                    });
-                    if queued {
-                        ok(shared);
-                    } else {
-                        let _ = c.out.push_control(&err_line(text::ORDER_QUEUE_FULL));
-                        c.confirm(seq);
+                    };
+                    match ord.submit(input) {
+                        Ok(()) => ok(shared),
+                        // Full: stop here; the rest of the read waits in the parser.
+                        Err(input) => return Flow::Wait(input),
                     }
                     continue;
                 }
@@ -392,15 +423,12 @@ fn process(
 fn submit_group_changes(bus: &Bus, r: &mut super::router::Router) {
     let Some(ord) = bus.ordered() else { return };
     for ch in r.take_group_changes() {
-        let group = ch.group.clone();
-        if !ord.submit(Input::Group {
+        ord.submit_group(Input::Group {
             join: ch.join,
             client: ch.client,
             member: ch.member,
             group: ch.group,
-        }) {
-            log::warn!("ordering queue full: a membership change of group {group} was dropped");
-        }
+        });
     }
 }
 
@@ -485,7 +513,7 @@ async fn keepalive(bus: &Bus, shared: &Shared) {
     }
     loop {
         Timer::after(every).await;
-        if shared.active.swap(false, Ordering::Relaxed) {
+        if shared.active.swap(false, Ordering::Relaxed) || shared.blocked.load(Ordering::Relaxed) {
             // Traffic proves the peer is alive; no PING needed this round.
             shared.pings_out.store(0, Ordering::Relaxed);
             continue;

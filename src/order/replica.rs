@@ -419,7 +419,9 @@ impl Core {
                 // Each append puts the slowest member one op further behind.
                 let mut room = self.room();
                 while room > 0 {
-                    let Some(e) = self.held.pop_front() else { break };
+                    let Some(e) = self.held.pop_front() else {
+                        break;
+                    };
                     self.accept(e);
                     room -= 1;
                 }

@@ -17,8 +17,6 @@ pub mod text {
     pub const STALE_CONNECTION: &str = "Stale Connection";
     pub const MAX_CONNECTIONS_EXCEEDED: &str = "maximum connections exceeded";
     pub const MAX_SUBSCRIPTIONS_EXCEEDED: &str = "maximum subscriptions exceeded";
-    /// msgc: the node's queue into the total order is full; publish refused.
-    pub const ORDER_QUEUE_FULL: &str = "msgc: ordering queue full";
     pub const PERMISSIONS_VIOLATION_PUBLISH: &str = "Permissions Violation for Publish";
     pub const PERMISSIONS_VIOLATION_SUBSCRIPTION: &str = "Permissions Violation for Subscription";
 }
