@@ -509,7 +509,7 @@ impl Mesh {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .elapsed();
-            if silent > self.keepalive * SUSPECT_AFTER {
+            if silent > self.keepalive.saturating_mul(SUSPECT_AFTER) {
                 return Err(format!(
                     "silent for {silent:?} ({SUSPECT_AFTER} keepalive intervals)"
                 ));
@@ -649,10 +649,10 @@ pub fn backoff(base: Duration, failures: u32, seed: u64) -> Duration {
         << failures
             .saturating_sub(1)
             .min(MAX_BACKOFF_FACTOR.trailing_zeros());
-    let d = base * factor.min(MAX_BACKOFF_FACTOR);
-    // seed → [0.75, 1.25)
+    let d = base.saturating_mul(factor.min(MAX_BACKOFF_FACTOR));
+    // seed → [0.75, 1.25); a configured interval near Duration::MAX saturates.
     let frac = 0.75 + (seed % 1000) as f64 / 2000.0;
-    d.mul_f64(frac)
+    Duration::try_from_secs_f64(d.as_secs_f64() * frac).unwrap_or(Duration::MAX)
 }
 
 fn jitter_seed(me: &str, peer: &str, n: u32) -> u64 {
@@ -690,5 +690,7 @@ mod tests {
         assert_eq!(backoff(base, 40, 500), base * 8);
         assert_eq!(backoff(base, 1, 0), base.mul_f64(0.75));
         assert!(backoff(base, 1, 999) < base.mul_f64(1.25));
+        // Absurd configured intervals saturate instead of panicking.
+        assert_eq!(backoff(Duration::MAX, 5, 999), Duration::MAX);
     }
 }
