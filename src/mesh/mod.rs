@@ -33,6 +33,9 @@ pub const SUSPECT_AFTER: u32 = 3;
 pub const MAX_FRAME: usize = 64 << 20;
 /// Longest handshake line accepted (the peers list rides on it).
 const MAX_HANDSHAKE_LINE: usize = 64 * 1024;
+/// Events (frames, links up and down) waiting for the ordering layer; past
+/// it links are not read (TCP slows the peers).
+const EVENT_QUEUE: usize = 4096;
 /// Backoff stops growing at this multiple of `reconnect_interval`.
 const MAX_BACKOFF_FACTOR: u32 = 8;
 
@@ -92,7 +95,7 @@ pub struct Mesh {
 impl Mesh {
     /// A mesh for `settings`, and the stream of its events.
     pub fn new(settings: &Settings, eccluster_port: Option<u16>) -> (Arc<Mesh>, Receiver<Event>) {
-        let (events, rx) = async_channel::unbounded();
+        let (events, rx) = async_channel::bounded(EVENT_QUEUE);
         let now = Instant::now();
         let links = settings
             .server
@@ -136,8 +139,10 @@ impl Mesh {
         self.links.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn emit(&self, e: Event) {
-        let _ = self.events.try_send(e);
+    /// Hands an event to the ordering layer, waiting while its queue is
+    /// full: a link is not read faster than the order consumes it.
+    async fn emit(&self, e: Event) {
+        let _ = self.events.send(e).await;
     }
 
     /// Starts a dialer for every peer this node dials.
@@ -423,13 +428,13 @@ impl Mesh {
         };
         if replaced == Some(true) {
             // The old link's end emits no Down (its generation is stale), so say it here.
-            self.emit(Event::Down(peer.to_owned()));
+            self.emit(Event::Down(peer.to_owned())).await;
         }
         log::info!(
             "msgc peer {peer}: link up (ECCluster_Listener {})",
             eccluster.as_deref().unwrap_or("unknown")
         );
-        self.emit(Event::Up(peer.to_owned()));
+        self.emit(Event::Up(peer.to_owned())).await;
         let last_heard = Arc::new(Mutex::new(Instant::now()));
         let result = future::or(
             self.link_reader(peer, conn.clone(), pending, &tx, &last_heard),
@@ -444,20 +449,25 @@ impl Mesh {
         .await;
         conn.shutdown();
         tx.close();
-        let mut links = self.links();
-        if let Some(l) = links.get_mut(peer)
-            && l.generation == generation
-        {
-            l.up = false;
-            l.since = Instant::now();
-            l.tx = None;
-            l.rtt = None;
-            drop(links);
+        let current = {
+            let mut links = self.links();
+            match links.get_mut(peer) {
+                Some(l) if l.generation == generation => {
+                    l.up = false;
+                    l.since = Instant::now();
+                    l.tx = None;
+                    l.rtt = None;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if current {
             log::info!(
                 "msgc peer {peer}: link down ({})",
                 result.as_ref().err().map_or("closed", String::as_str)
             );
-            self.emit(Event::Down(peer.to_owned()));
+            self.emit(Event::Down(peer.to_owned())).await;
         }
         result
     }
@@ -487,7 +497,7 @@ impl Mesh {
                             l.rtt = Some(rtt);
                         }
                     }
-                    Frame::Order(b) => self.emit(Event::Order(peer.to_owned(), b)),
+                    Frame::Order(b) => self.emit(Event::Order(peer.to_owned(), b)).await,
                 }
             }
             let n = conn.read(&mut buf).await.map_err(|e| e.to_string())?;
