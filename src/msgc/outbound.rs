@@ -16,6 +16,8 @@ use bytes::Bytes;
 
 /// Payloads at least this long are shared, not copied.
 pub const INLINE_MAX: usize = 512;
+/// Control lines may exceed the byte limit by this much.
+pub const CONTROL_SLACK: usize = 64 * 1024;
 
 /// Why a client's queue refused data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,13 +131,27 @@ impl Outbound {
     }
 
     /// Queues a protocol line (`PONG`, `+OK`, `-ERR`, `INFO`): not counted as
-    /// a message, and exempt from the limits so an error can always be said.
+    /// a message. It may use [`CONTROL_SLACK`] bytes past the byte limit, so
+    /// an error can still be said to a full queue; past that the client is a
+    /// slow consumer too (one that sends PINGs and never reads).
     pub fn push_control(&self, line: &[u8]) -> Result<(), Closed> {
         let waker;
         {
             let mut g = self.lock();
             if g.closed.is_some() {
                 return Err(Closed::Gone);
+            }
+            if g.bytes + line.len() > self.limits.max_bytes.saturating_add(CONTROL_SLACK) {
+                g.closed = Some(Closed::SlowConsumer);
+                g.chunks.clear();
+                g.bytes = 0;
+                g.msgs = 0;
+                let waker = g.waker.take();
+                drop(g);
+                if let Some(w) = waker {
+                    w.wake();
+                }
+                return Err(Closed::SlowConsumer);
             }
             append(&mut g.chunks, line);
             g.bytes += line.len();
@@ -324,6 +340,27 @@ mod tests {
         assert_eq!(o.push_control(b"PONG\r\n"), Err(Closed::Gone));
         assert_eq!(o.closed(), Some(Closed::SlowConsumer));
         assert_eq!(take(&o), None);
+    }
+
+    #[test]
+    fn control_lines_get_slack_then_the_client_is_cut_off() {
+        let o = Outbound::new(limits(10, 100));
+        let p = Bytes::from_static(b"0123456789");
+        o.push_msg(Frame {
+            head: b"",
+            body: Some(&p),
+            tail: b"",
+        })
+        .unwrap();
+        // Full for messages, but an error can still be said.
+        o.push_control(b"-ERR 'x'\r\n").unwrap();
+        // A client that PINGs and never reads cannot grow the queue for ever.
+        let mut n = 0;
+        while o.push_control(b"PONG\r\n").is_ok() {
+            n += 1;
+        }
+        assert!(n * 6 <= CONTROL_SLACK, "{n}");
+        assert_eq!(o.closed(), Some(Closed::SlowConsumer));
     }
 
     #[test]

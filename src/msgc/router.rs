@@ -39,7 +39,7 @@ pub struct Client {
     /// waiting for a confirmation (each the seq it waits for).
     pub published: AtomicU64,
     pub confirmed: AtomicU64,
-    pub pongs: std::sync::Mutex<std::collections::VecDeque<u64>>,
+    pub pongs: std::sync::Mutex<std::collections::VecDeque<(u64, u32)>>,
 }
 
 impl Client {
@@ -47,21 +47,31 @@ impl Client {
     pub fn confirm(&self, seq: u64) {
         self.confirmed.fetch_max(seq, Ordering::Relaxed);
         let mut pongs = self.pongs.lock().unwrap_or_else(|p| p.into_inner());
-        while pongs.front().is_some_and(|&want| want <= seq) {
+        while let Some(&(want, n)) = pongs.front()
+            && want <= seq
+        {
             pongs.pop_front();
-            let _ = self.out.push_control(b"PONG\r\n");
+            for _ in 0..n {
+                let _ = self.out.push_control(b"PONG\r\n");
+            }
         }
     }
 
     /// A PING: answered now if nothing this client published is unconfirmed,
-    /// else when the last publish before it is confirmed.
+    /// else when the last publish before it is confirmed. PINGs waiting for
+    /// the same publish share one entry, so waiting PINGs are bounded by the
+    /// unconfirmed publishes.
     pub fn ping(&self) {
         let mut pongs = self.pongs.lock().unwrap_or_else(|p| p.into_inner());
         let want = self.published.load(Ordering::Relaxed);
         if want <= self.confirmed.load(Ordering::Relaxed) && pongs.is_empty() {
             let _ = self.out.push_control(b"PONG\r\n");
+        } else if let Some(back) = pongs.back_mut()
+            && back.0 == want
+        {
+            back.1 = back.1.saturating_add(1);
         } else {
-            pongs.push_back(want);
+            pongs.push_back((want, 1));
         }
     }
 
