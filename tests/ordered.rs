@@ -358,3 +358,33 @@ fn a_publisher_faster_than_the_order_is_slowed_not_refused() {
         );
     }
 }
+
+#[test]
+fn large_messages_cross_the_cluster() {
+    // 100 messages of 1 MiB (the default max_payload): 25 times what one
+    // Prepare may carry, so batches are cut by size. max_pending is raised
+    // so the test's slow debug-build reader is not cut off.
+    let confs = cluster_confs(3, "  max_pending = 268435456");
+    let mut nodes = start(&confs, &[0, 1, 2]);
+    wait_view(&mut nodes, "node1 node2 node3");
+    let addr = node(&nodes, 2).msgc();
+    let mut sub = subscriber(addr, "big");
+    let reader = std::thread::spawn(move || {
+        for k in 0..100u32 {
+            let d = sub.msg();
+            assert_eq!(d.payload.len(), 1 << 20);
+            assert_eq!(&d.payload[..4], &k.to_be_bytes());
+        }
+    });
+    let mut p = Nats::quiet(node(&nodes, 0).msgc());
+    for k in 0..100u32 {
+        let mut body = vec![0u8; 1 << 20];
+        body[..4].copy_from_slice(&k.to_be_bytes());
+        let mut f = format!("PUB big {}\r\n", body.len()).into_bytes();
+        f.extend_from_slice(&body);
+        f.extend_from_slice(b"\r\n");
+        p.send(&f);
+    }
+    p.sync_empty();
+    reader.join().unwrap();
+}

@@ -29,8 +29,10 @@ use handshake::{HELLO_VERB, Hello, PROTOCOL, WELCOME_VERB, Welcome};
 
 /// Keepalive intervals without any frame before a link is declared dead.
 pub const SUSPECT_AFTER: u32 = 3;
-/// Largest frame accepted from a peer.
-pub const MAX_FRAME: usize = 64 << 20;
+/// Largest frame accepted from a peer. Prepare and Forward batches stay near
+/// 4 MiB; what can be larger is a view change or state transfer carrying a
+/// whole log, which is bounded by the members' lag bound (docs/ORDERING.md).
+pub const MAX_FRAME: usize = 256 << 20;
 /// Longest handshake line accepted (the peers list rides on it).
 const MAX_HANDSHAKE_LINE: usize = 64 * 1024;
 /// Events (frames, links up and down) waiting for the ordering layer; past

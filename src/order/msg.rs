@@ -66,6 +66,20 @@ pub enum Entry {
 }
 
 impl Entry {
+    /// Roughly the bytes the entry takes on the wire, for batching.
+    pub fn wire_size(&self) -> usize {
+        match self {
+            Entry::Publish(p) => {
+                48 + p.subject.len()
+                    + p.reply.as_ref().map_or(0, String::len)
+                    + p.headers.as_ref().map_or(0, Bytes::len)
+                    + p.payload.len()
+            }
+            Entry::Join(g) | Entry::Leave(g) => 40 + g.member.len() + g.group.len(),
+            Entry::View(v) => 16 + 5 * (v.members.len() + v.joined.len() + v.left.len()),
+        }
+    }
+
     /// The proposal id, for entries that clients originate.
     pub fn proposal(&self) -> Option<ProposalId> {
         match self {

@@ -21,6 +21,10 @@ struct Dvc {
     applied: u64,
 }
 
+/// A Prepare or Forward carries about this many bytes at most (always at
+/// least one entry), so frames stay far below the link's frame limit.
+const MAX_BATCH_BYTES: usize = 4 << 20;
+
 /// One node's ordering core. See the module docs of [`crate::order`].
 #[derive(Debug)]
 pub struct Core {
@@ -445,7 +449,17 @@ impl Core {
                 let mut from = (self.sent_op[p] + 1).max(self.log.start());
                 let mut sent = false;
                 while from <= op {
-                    let to = (from + batch as u64 - 1).min(op);
+                    // At most `batch` entries and about MAX_BATCH_BYTES each.
+                    let mut to = from;
+                    let mut bytes = self.log.get(from).map_or(0, Entry::wire_size);
+                    while to < op && to + 1 < from + batch as u64 {
+                        let next = self.log.get(to + 1).map_or(0, Entry::wire_size);
+                        if bytes + next > MAX_BATCH_BYTES {
+                            break;
+                        }
+                        bytes += next;
+                        to += 1;
+                    }
                     let entries = self.log.range(from, to);
                     let msg = PeerMsg::Prepare {
                         view: self.view,
@@ -480,7 +494,20 @@ impl Core {
                 .filter(|e| e.proposal().is_some_and(|id| id.pseq > self.fwd_upto))
                 .cloned()
                 .collect();
-            for chunk in items.chunks(batch) {
+            let mut start = 0;
+            while start < items.len() {
+                // At most `batch` items and about MAX_BATCH_BYTES per Forward.
+                let mut end = start + 1;
+                let mut bytes = items[start].wire_size();
+                while end < items.len() && end - start < batch {
+                    let next = items[end].wire_size();
+                    if bytes + next > MAX_BATCH_BYTES {
+                        break;
+                    }
+                    bytes += next;
+                    end += 1;
+                }
+                let chunk = &items[start..end];
                 if let Some(id) = chunk.last().and_then(Entry::proposal) {
                     self.fwd_upto = id.pseq;
                 }
@@ -491,6 +518,7 @@ impl Core {
                         items: chunk.to_vec(),
                     },
                 );
+                start = end;
             }
         }
     }
