@@ -202,7 +202,7 @@ impl Mesh {
                         state: "self".into(),
                         since_secs: self.started.elapsed().as_secs_f64(),
                         rtt_ms: None,
-                        eccluster: self.nodeaddr.clone(),
+                        eccluster: self.advertise(self.own_ip().map(|ip| SocketAddr::new(ip, 0))),
                         last_error: None,
                     },
                     Some(l) => PeerStatus {

@@ -413,12 +413,18 @@ impl Driver {
                             joined: names(&v.joined),
                             left: names(&v.left),
                         };
+                        let mut change = Vec::new();
+                        if !ev.joined.is_empty() {
+                            change.push(format!("joined {}", ev.joined.join(" ")));
+                        }
+                        if !ev.left.is_empty() {
+                            change.push(format!("left {}", ev.left.join(" ")));
+                        }
                         log::info!(
-                            "msgc view {}: members {} (joined {}, left {})",
+                            "msgc view {}: members {} ({})",
                             ev.view,
                             ev.members.join(" "),
-                            ev.joined.join(" "),
-                            ev.left.join(" ")
+                            change.join(", ")
                         );
                         let json = serde_json::to_vec(&ev).unwrap_or_default();
                         router.publish_system(VIEW_SUBJECT, &json);
