@@ -458,6 +458,14 @@ fn connect(bus: &Bus, shared: &Shared, opts: &ConnectOptions, remote: &Remote) -
         .store(opts.no_responders && opts.headers, Ordering::Relaxed);
     c.verbose.store(opts.verbose, Ordering::Relaxed);
     shared.connected.store(true, Ordering::Relaxed);
+    log::debug!(
+        "msgc client {} ({remote}) connected: name {:?}, {} {}, protocol {}",
+        c.private_name,
+        opts.name.as_deref().unwrap_or(""),
+        opts.lang.as_deref().unwrap_or("?"),
+        opts.version.as_deref().unwrap_or("?"),
+        opts.protocol
+    );
     ok(shared);
     true
 }
