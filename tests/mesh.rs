@@ -143,3 +143,122 @@ fn strangers_and_impostors_are_refused_at_the_handshake() {
     ok.send(b"CONNECT {\"verbose\":false}\r\nPING\r\n");
     assert_eq!(ok.line(), "PONG");
 }
+
+/// A private secret file with `content`, in its own temp dir.
+fn secret_file(content: &str) -> (tempfile::TempDir, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("cluster.secret");
+    std::fs::write(&p, content).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let s = p.display().to_string();
+    (dir, s)
+}
+
+#[test]
+fn peers_with_the_cluster_secret_link_and_a_wrong_secret_is_refused() {
+    let (_d1, good) = secret_file("the-cluster-secret-of-this-test\n");
+    let (_d2, bad) = secret_file("another-secret-entirely-000000\n");
+    let confs = cluster_confs(3, &format!("  secret_file = \"{good}\""));
+    let wrong = confs[2].replace(&good, &bad);
+    let mut nodes: Vec<Node> = vec![
+        Node::start(&confs[0]),
+        Node::start(&confs[1]),
+        Node::start(&wrong),
+    ];
+    nodes[0].wait_for_log("msgc peer node2: link up");
+    nodes[1].wait_for_log("msgc peer node1: link up");
+    // node3 holds another secret: both sides refuse, and say so with the address.
+    let refused = nodes[2].wait_for_log("refused: authentication failed");
+    assert!(refused.contains("127.0.0."), "{refused}");
+    nodes[0].wait_for_log("msgc peer node3: cannot link");
+    let s = status_json(&nodes[0]);
+    assert_eq!(s["peers"][2]["state"], "down", "{s}");
+    assert_eq!(s["peers"][1]["state"], "up", "{s}");
+}
+
+#[test]
+fn a_node_without_the_secret_is_refused_with_a_clear_reason() {
+    let (_d, good) = secret_file("the-cluster-secret-of-this-test\n");
+    let confs = cluster_confs(2, &format!("  secret_file = \"{good}\""));
+    let plain = confs[1].replace(&format!("  secret_file = \"{good}\""), "");
+    let mut n1 = Node::start(&confs[0]);
+    let _n2 = Node::start(&plain);
+    let line = n1.wait_for_log("it has no cluster secret");
+    assert!(line.contains("msgc peer node2: cannot link"), "{line}");
+}
+
+#[test]
+fn a_replayed_handshake_is_refused() {
+    use ecclusterd::client::proto::ServerInfo;
+    use ecclusterd::mesh::secret::Secret;
+    let content = "the-cluster-secret-of-this-test";
+    let (_d, path) = secret_file(content);
+    let confs = cluster_confs(2, &format!("  secret_file = \"{path}\""));
+    // Only node2 runs; we play node1 (which dials node2) from 127.0.0.1.
+    let n2 = Node::start(&confs[1]);
+    let secret = Secret::from_bytes(content.as_bytes()).unwrap();
+    let peers: Vec<(String, String)> = status_json(&n2)["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().into(),
+                p["address"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let info = |c: &mut Line| -> ServerInfo {
+        let l = c.line();
+        serde_json::from_str(l.strip_prefix("INFO ").unwrap()).unwrap()
+    };
+    let mut c = Line::connect(n2.msgc());
+    let challenge = info(&mut c).msgc_peer_nonce.expect("a challenge in INFO");
+    let ours = "00112233445566778899aabbccddeeff";
+    let hello = format!(
+        "MSGC-PEER {}\r\n",
+        serde_json::json!({
+            "protocol": 1, "node": "node1", "peers": peers, "eccluster": null,
+            "nonce": ours, "mac": secret.hello_mac(&challenge, ours, "node1", "node2"),
+        })
+    );
+    c.send(hello.as_bytes());
+    assert!(
+        c.line().starts_with("MSGC-PEER-OK "),
+        "the real handshake works"
+    );
+    drop(c);
+    // The same bytes on a new connection answer another challenge: refused.
+    let mut again = Line::connect(n2.msgc());
+    let fresh = info(&mut again).msgc_peer_nonce.unwrap();
+    assert_ne!(fresh, challenge);
+    again.send(hello.as_bytes());
+    assert_eq!(
+        again.line(),
+        "-ERR 'msgc peer refused: authentication failed: wrong or no cluster secret'"
+    );
+    assert!(again.closed());
+}
+
+#[test]
+fn a_secret_file_others_can_read_stops_check_and_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, path) = secret_file("the-cluster-secret-of-this-test\n");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let confs = cluster_confs(2, &format!("  secret_file = \"{path}\""));
+    let conf = dir.path().join("n1.conf");
+    std::fs::write(&conf, &confs[0]).unwrap();
+    for cmd in ["check", "run"] {
+        let (code, _, err) = run_cmd(&[cmd, "-c", conf.to_str().unwrap()], None);
+        assert_ne!(code, 0, "{cmd}");
+        assert!(
+            err.contains("mode 0644") && err.contains("chmod 600"),
+            "{cmd}: {err}"
+        );
+        assert!(
+            err.contains("n1.conf:"),
+            "{cmd} names where secret_file is set: {err}"
+        );
+    }
+}

@@ -158,8 +158,18 @@ fn check(a: CheckArgs) -> ExitCode {
     let identity = Identity::from_env(a.node);
     match config::load(&path, &identity) {
         Ok(s) => {
+            if let Err(e) = daemon::load_secret(&s) {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
             println!("configuration: {} is valid", describe_path(&path));
             print!("{}", s.describe());
+            if let Some((p, _)) = &s.server.secret_file {
+                println!(
+                    "cluster secret: {} (readable by the owner only)",
+                    p.display()
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -9,6 +9,8 @@ use super::de::{Seconds, Spanned};
 use super::diag::{Diag, Files, Pos};
 use super::listen_addr::{LISTEN_FORMS, parse_host_port, parse_listen};
 use super::schema::{Config, ListenOpts, Listener, MsgcClient, MsgcServer};
+use std::path::PathBuf;
+
 use super::settings::{
     BusSettings, ListenAddr, ListenerSettings, MsgcClientSettings, MsgcCommon, MsgcServerSettings,
     Peer, Settings, SocketSettings,
@@ -45,7 +47,18 @@ pub(crate) fn resolve(cfg: Config, id: &Identity, files: &Files) -> Result<Setti
         &mut seen,
     )?;
 
-    let server = server(cfg.msgc_server.unwrap_or_default(), &node)?;
+    let msgc_server = cfg.msgc_server.unwrap_or_default();
+    let secret_file = msgc_server.secret_file.as_ref().map(|f| {
+        // Relative to the folder of the file that names it, as includes are.
+        let written = PathBuf::from(&f.value);
+        let path = match files.path(f.pos.file).and_then(|p| p.parent()) {
+            Some(dir) if written.is_relative() => dir.join(written),
+            _ => written,
+        };
+        (path, files.origin(f.pos))
+    });
+    let mut server = server(msgc_server, &node)?;
+    server.0.secret_file = secret_file;
     check_port(
         &server,
         &node,
@@ -320,6 +333,7 @@ fn server(s: MsgcServer, node: &str) -> Result<(MsgcServerSettings, Option<Pos>)
             port,
             common,
             bus: bus(&s)?,
+            secret_file: None,
         },
         s.port.as_ref().map(|p| p.key),
     ))

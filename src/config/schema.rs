@@ -104,6 +104,7 @@ with_msgc_options!(
         max_subscriptions: Option<Spanned<u64>>,
         auth_token: Option<Spanned<String>>,
         users: Option<Spanned<Dict<Spanned<String>>>>,
+        secret_file: Option<Spanned<String>>,
     }
 );
 

@@ -88,6 +88,10 @@ pub struct MsgcServerSettings {
     pub common: MsgcCommon,
     /// The client-facing limits and credentials of the bus.
     pub bus: BusSettings,
+    /// `secret_file`: the cluster secret peers authenticate each other with
+    /// (resolved against the folder of the file that names it), and where it
+    /// was written ("file:line:column"). Read and checked at start.
+    pub secret_file: Option<(PathBuf, String)>,
 }
 
 /// ecclusterd's own `msgc_server` options for clients (not in Momentum):

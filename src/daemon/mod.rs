@@ -31,6 +31,7 @@ const STOP_GRACE: Duration = Duration::from_millis(800);
 pub enum StartError {
     Bind(BindError),
     Signals(std::io::Error),
+    Secret(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -38,6 +39,7 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::Bind(e) => e.fmt(f),
             StartError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
+            StartError::Secret(e) => f.write_str(e),
         }
     }
 }
@@ -85,6 +87,9 @@ async fn serve(
     let mut signals =
         Signals::new([Signal::Term, Signal::Int, Signal::Hup]).map_err(StartError::Signals)?;
 
+    // A cluster secret that cannot be read (or that others can) stops the start.
+    let secret = load_secret(&settings).map_err(StartError::Secret)?;
+
     // Bind everything before serving anything: a half-bound daemon never runs.
     let eccluster: Arc<dyn Service> = Arc::new(placeholder::Placeholder {
         listener: "ECCluster_Listener",
@@ -113,7 +118,7 @@ async fn serve(
         .iter()
         .any(|p| p.name != settings.node)
     {
-        let (mesh, events) = Mesh::new(&settings, eccluster_port);
+        let (mesh, events) = Mesh::new(&settings, eccluster_port, secret);
         bus.set_mesh(mesh.clone());
         let ordered =
             crate::msgc::ordered::start(bus.clone(), mesh.clone(), events, &settings, &ex);
@@ -171,6 +176,16 @@ async fn serve(
     }
     log::info!("stopped");
     Ok(())
+}
+
+/// Reads `msgc_server { secret_file }` when set (`check` uses it too).
+pub fn load_secret(settings: &Settings) -> Result<Option<crate::mesh::secret::Secret>, String> {
+    settings
+        .server
+        .secret_file
+        .as_ref()
+        .map(|(path, origin)| crate::mesh::secret::load(path, origin))
+        .transpose()
 }
 
 fn bind_all(l: &ListenerSettings) -> Result<Vec<listener::Bound>, StartError> {

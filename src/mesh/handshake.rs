@@ -26,6 +26,12 @@ pub struct Hello {
     pub peers: Vec<(String, String)>,
     /// Where the dialer's ECCluster_Listener can be reached (`ip:port`), if it has one.
     pub eccluster: Option<String>,
+    /// With a cluster secret: the dialer's nonce, and its proof over both
+    /// nonces and both names (`secret.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 /// The acceptor's answer.
@@ -34,6 +40,9 @@ pub struct Welcome {
     pub protocol: u32,
     pub node: String,
     pub eccluster: Option<String>,
+    /// With a cluster secret: the acceptor's proof.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 /// The `peers` list as the handshake carries it.
@@ -153,6 +162,8 @@ mod tests {
             node: node.into(),
             peers: peer_list(p),
             eccluster: Some("10.0.0.2:4802".into()),
+            nonce: None,
+            mac: None,
         }
     }
 

@@ -9,6 +9,7 @@
 pub mod frame;
 pub mod handshake;
 pub mod order_codec;
+pub mod secret;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -92,11 +93,17 @@ pub struct Mesh {
     generation: AtomicU64,
     started: Instant,
     events: Sender<Event>,
+    /// `secret_file`: when set, both ends of every link prove they hold it.
+    secret: Option<secret::Secret>,
 }
 
 impl Mesh {
     /// A mesh for `settings`, and the stream of its events.
-    pub fn new(settings: &Settings, eccluster_port: Option<u16>) -> (Arc<Mesh>, Receiver<Event>) {
+    pub fn new(
+        settings: &Settings,
+        eccluster_port: Option<u16>,
+        secret: Option<secret::Secret>,
+    ) -> (Arc<Mesh>, Receiver<Event>) {
         let (events, rx) = async_channel::bounded(EVENT_QUEUE);
         let now = Instant::now();
         let links = settings
@@ -133,8 +140,14 @@ impl Mesh {
             generation: AtomicU64::new(1),
             started: now,
             events,
+            secret,
         };
         (Arc::new(mesh), rx)
+    }
+
+    /// Whether links authenticate with a cluster secret.
+    pub fn has_secret(&self) -> bool {
+        self.secret.is_some()
     }
 
     fn links(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Link>> {
@@ -280,9 +293,25 @@ impl Mesh {
             let mut conn = Conn::Tcp(s);
             let mut pending = Vec::new();
             let info = read_line(&mut conn, &mut pending).await?;
-            if !info.starts_with(b"INFO ") {
-                return Err("not an msgc listener (no INFO)".to_owned());
-            }
+            let info: crate::client::proto::ServerInfo = info
+                .strip_prefix(b"INFO ")
+                .and_then(|j| serde_json::from_slice(j).ok())
+                .ok_or("not an msgc listener (no INFO)")?;
+            // With a secret: answer the listener's challenge, and send ours.
+            let proof = match (&self.secret, &info.msgc_peer_nonce) {
+                (None, _) => None,
+                (Some(_), None) => {
+                    return Err(
+                        "the peer offers no challenge: it has no cluster secret (set the same secret_file on every node)"
+                            .to_owned(),
+                    );
+                }
+                (Some(s), Some(theirs)) => {
+                    let ours = secret::nonce().ok_or("no randomness for a nonce")?;
+                    let mac = s.hello_mac(theirs, &ours, &self.me, &peer.name);
+                    Some((theirs.clone(), ours, mac))
+                }
+            };
             let local = match &conn {
                 Conn::Tcp(s) => s.local_addr().ok(),
                 Conn::Unix(_) => None,
@@ -292,6 +321,8 @@ impl Mesh {
                 node: self.me.clone(),
                 peers: handshake::peer_list(&self.peers),
                 eccluster: self.advertise(local),
+                nonce: proof.as_ref().map(|p| p.1.clone()),
+                mac: proof.as_ref().map(|p| p.2.clone()),
             };
             conn.write_all(&handshake::line(HELLO_VERB, &hello))
                 .await
@@ -306,6 +337,14 @@ impl Mesh {
                     "answered as `{}`, not `{}`",
                     welcome.node, peer.name
                 ));
+            }
+            if let (Some(s), Some((theirs, ours, _))) = (&self.secret, &proof) {
+                let ok = welcome.mac.as_deref().is_some_and(|m| {
+                    s.verify_welcome(m, theirs, ours, &self.me, &peer.name)
+                });
+                if !ok {
+                    return Err("the peer could not prove it holds the cluster secret".to_owned());
+                }
             }
             Ok((conn, pending, welcome))
         }
@@ -323,12 +362,14 @@ impl Mesh {
 
     /// Serves a connection on msgcserver_listener whose first line is
     /// `MSGC-PEER`: checks the handshake, answers, and runs the link.
+    /// `challenge` is the nonce our INFO offered (with a secret).
     pub async fn accept(
         &self,
         mut conn: Conn,
         mut pending: Vec<u8>,
         remote: Option<SocketAddr>,
         local: Option<SocketAddr>,
+        challenge: Option<String>,
         shutdown: Shutdown,
     ) {
         let line = match read_line(&mut conn, &mut pending).await {
@@ -340,7 +381,8 @@ impl Mesh {
         };
         let checked = handshake::parse::<Hello>(HELLO_VERB, &line)
             .and_then(|h| handshake::check_hello(&h, &self.me, &self.peers).map(|()| h))
-            .and_then(|h| self.check_address(&h.node, remote).map(|()| h));
+            .and_then(|h| self.check_address(&h.node, remote).map(|()| h))
+            .and_then(|h| self.check_proof(&h, challenge.as_deref()).map(|()| h));
         let hello = match checked {
             Ok(h) => h,
             Err(why) => {
@@ -364,10 +406,17 @@ impl Mesh {
             conn.shutdown();
             return;
         }
+        let mac = match (&self.secret, &challenge, &hello.nonce) {
+            (Some(s), Some(ours), Some(theirs)) => {
+                Some(s.welcome_mac(ours, theirs, &hello.node, &self.me))
+            }
+            _ => None,
+        };
         let welcome = Welcome {
             protocol: PROTOCOL,
             node: self.me.clone(),
             eccluster: self.advertise(local),
+            mac,
         };
         if conn
             .write_all(&handshake::line(WELCOME_VERB, &welcome))
@@ -383,6 +432,24 @@ impl Mesh {
             && let Some(l) = self.links().get_mut(&hello.node)
         {
             l.last_error = Some(e);
+        }
+    }
+
+    /// With a cluster secret, the dialer must have answered our challenge;
+    /// without one, a dialer that sends a proof has a secret we lack.
+    fn check_proof(&self, hello: &Hello, challenge: Option<&str>) -> Result<(), String> {
+        match (&self.secret, challenge, &hello.nonce, &hello.mac) {
+            (None, _, _, None) => Ok(()),
+            (None, _, _, Some(_)) => Err(
+                "the peer has a cluster secret and this node has none (set the same secret_file on every node)"
+                    .to_owned(),
+            ),
+            (Some(s), Some(ours), Some(theirs), Some(mac))
+                if s.verify_hello(mac, ours, theirs, &hello.node, &self.me) =>
+            {
+                Ok(())
+            }
+            (Some(_), ..) => Err("authentication failed: wrong or no cluster secret".to_owned()),
         }
     }
 

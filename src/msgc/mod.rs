@@ -142,7 +142,14 @@ impl Bus {
     }
 
     /// The `INFO` line a new client is greeted with.
-    pub fn info(&self, id: u64, remote: &Remote, local: &Local, private_name: &str) -> Vec<u8> {
+    pub fn info(
+        &self,
+        id: u64,
+        remote: &Remote,
+        local: &Local,
+        private_name: &str,
+        peer_nonce: Option<&str>,
+    ) -> Vec<u8> {
         let (host, port) = match local {
             Local::Tcp(a) => (a.ip().to_string(), a.port()),
             Local::Unix(p) => (p.display().to_string(), 0),
@@ -165,6 +172,7 @@ impl Bus {
             auth_required: self.auth.required().then_some(true),
             tls_required: None,
             msgc_private_name: Some(private_name.to_owned()),
+            msgc_peer_nonce: peer_nonce.map(str::to_owned),
         };
         let mut out = Vec::with_capacity(512);
         proto::encode::info(&mut out, &info);

@@ -50,7 +50,13 @@ pub async fn serve(
 ) {
     let id = bus.next_client_id();
     let private_name = crate::client::proto::private_name(id, &bus.node);
-    let info = bus.info(id, &remote, &local, &private_name);
+    // With a cluster secret every connection is offered a challenge, since a
+    // peer server is told apart only by what it sends after INFO.
+    let challenge = bus
+        .mesh()
+        .filter(|m| m.has_secret())
+        .and_then(|_| crate::mesh::secret::nonce());
+    let info = bus.info(id, &remote, &local, &private_name, challenge.as_deref());
     if conn.write_all(&info).await.is_err() {
         return;
     }
@@ -64,7 +70,7 @@ pub async fn serve(
                 match bus.mesh() {
                     Some(mesh) => {
                         let (r, l) = (remote.tcp(), local.tcp());
-                        mesh.accept(conn, first, r, l, shutdown).await;
+                        mesh.accept(conn, first, r, l, challenge, shutdown).await;
                     }
                     None => {
                         log::warn!("msgc peer handshake from {remote}, but this node has no peers");

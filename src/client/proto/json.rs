@@ -77,6 +77,10 @@ pub struct ServerInfo {
     /// msgc extension: this client's private name `#<client id>#<node>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub msgc_private_name: Option<String>,
+    /// msgc extension, with a cluster secret: the challenge a peer server
+    /// answers in its `MSGC-PEER` handshake.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub msgc_peer_nonce: Option<String>,
 }
 
 impl Default for ServerInfo {
@@ -96,6 +100,7 @@ impl Default for ServerInfo {
             auth_required: None,
             tls_required: None,
             msgc_private_name: None,
+            msgc_peer_nonce: None,
         }
     }
 }

@@ -1,0 +1,214 @@
+//! The cluster secret (`msgc_server { secret_file }`) and the HMAC-SHA256
+//! challenge-response the peer handshake carries. Both sides prove they hold
+//! the secret over fresh nonces from both ends, so a captured handshake is
+//! worth nothing on another connection.
+
+use std::path::Path;
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Shortest secret accepted.
+pub const MIN_SECRET: usize = 16;
+
+/// A keyed HMAC, ready to be cloned for each proof.
+pub struct Secret(HmacSha256);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Reads the secret file, refusing one that others may read.
+pub fn load(path: &Path, origin: &str) -> Result<Secret, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let fail = |why: String| format!("{origin}: secret_file {}: {why}", path.display());
+    let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(fail("not a regular file".to_owned()));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(fail(format!(
+            "group or others may access it (mode {mode:04o}); run `chmod 600 {}`",
+            path.display()
+        )));
+    }
+    let mut bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    while bytes.last().is_some_and(u8::is_ascii_whitespace) {
+        bytes.pop();
+    }
+    if bytes.len() < MIN_SECRET {
+        return Err(fail(format!(
+            "{} bytes; a secret needs at least {MIN_SECRET} (e.g. `head -c 32 /dev/urandom | base64`)",
+            bytes.len()
+        )));
+    }
+    Secret::from_bytes(&bytes).ok_or_else(|| fail("unusable as an HMAC key".to_owned()))
+}
+
+impl Secret {
+    /// HMAC takes keys of any length, so this is `Some` for any bytes.
+    pub fn from_bytes(b: &[u8]) -> Option<Secret> {
+        <HmacSha256 as KeyInit>::new_from_slice(b).ok().map(Secret)
+    }
+
+    fn mac(&self, parts: &[&str]) -> HmacSha256 {
+        let mut m = self.0.clone();
+        for p in parts {
+            m.update(&(p.len() as u64).to_be_bytes());
+            m.update(p.as_bytes());
+        }
+        m
+    }
+
+    /// The dialer's proof: over both nonces and both names.
+    pub fn hello_mac(
+        &self,
+        acceptor_nonce: &str,
+        dialer_nonce: &str,
+        dialer: &str,
+        acceptor: &str,
+    ) -> String {
+        hex(&self
+            .mac(&[
+                "msgc-peer-hello",
+                acceptor_nonce,
+                dialer_nonce,
+                dialer,
+                acceptor,
+            ])
+            .finalize()
+            .into_bytes())
+    }
+
+    /// The acceptor's proof, with the nonces the other way round.
+    pub fn welcome_mac(
+        &self,
+        acceptor_nonce: &str,
+        dialer_nonce: &str,
+        dialer: &str,
+        acceptor: &str,
+    ) -> String {
+        hex(&self
+            .mac(&[
+                "msgc-peer-welcome",
+                dialer_nonce,
+                acceptor_nonce,
+                acceptor,
+                dialer,
+            ])
+            .finalize()
+            .into_bytes())
+    }
+
+    /// Checks a proof in constant time.
+    pub fn verify_hello(
+        &self,
+        mac: &str,
+        acceptor_nonce: &str,
+        dialer_nonce: &str,
+        dialer: &str,
+        acceptor: &str,
+    ) -> bool {
+        unhex(mac).is_some_and(|tag| {
+            self.mac(&[
+                "msgc-peer-hello",
+                acceptor_nonce,
+                dialer_nonce,
+                dialer,
+                acceptor,
+            ])
+            .verify_slice(&tag)
+            .is_ok()
+        })
+    }
+
+    pub fn verify_welcome(
+        &self,
+        mac: &str,
+        acceptor_nonce: &str,
+        dialer_nonce: &str,
+        dialer: &str,
+        acceptor: &str,
+    ) -> bool {
+        unhex(mac).is_some_and(|tag| {
+            self.mac(&[
+                "msgc-peer-welcome",
+                dialer_nonce,
+                acceptor_nonce,
+                acceptor,
+                dialer,
+            ])
+            .verify_slice(&tag)
+            .is_ok()
+        })
+    }
+}
+
+/// A fresh 128-bit nonce, hex; `None` if the OS has no randomness to give.
+pub fn nonce() -> Option<String> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).ok()?;
+    Some(hex(&b))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 || s.len() > 256 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proofs_bind_nonces_names_and_direction() {
+        let s = Secret::from_bytes(b"0123456789abcdef0123").unwrap();
+        let m = s.hello_mac("an", "dn", "node2", "node1");
+        assert!(s.verify_hello(&m, "an", "dn", "node2", "node1"));
+        // Another acceptor nonce (a replay on a new connection) fails.
+        assert!(!s.verify_hello(&m, "an2", "dn", "node2", "node1"));
+        assert!(!s.verify_hello(&m, "an", "dn", "node3", "node1"));
+        // A hello proof is no welcome proof.
+        assert!(!s.verify_welcome(&m, "an", "dn", "node2", "node1"));
+        let w = s.welcome_mac("an", "dn", "node2", "node1");
+        assert!(s.verify_welcome(&w, "an", "dn", "node2", "node1"));
+        // Another secret fails.
+        let other = Secret::from_bytes(b"0123456789abcdef0124").unwrap();
+        assert!(!other.verify_hello(&m, "an", "dn", "node2", "node1"));
+        // Garbage is an error, not a panic.
+        for bad in ["", "zz", "abc", &"f".repeat(1000)] {
+            assert!(!s.verify_hello(bad, "an", "dn", "node2", "node1"));
+        }
+        assert_ne!(nonce(), nonce());
+    }
+
+    #[test]
+    fn the_file_must_be_private_and_long_enough() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("secret");
+        std::fs::write(&p, "short\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(load(&p, "x.conf:1:1").unwrap_err().contains("at least 16"));
+        std::fs::write(&p, "a-long-enough-cluster-secret\n").unwrap();
+        assert!(load(&p, "x.conf:1:1").is_ok());
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = load(&p, "x.conf:1:1").unwrap_err();
+        assert!(e.contains("mode 0644") && e.contains("chmod 600"), "{e}");
+        assert!(load(&dir.path().join("missing"), "x.conf:1:1").is_err());
+    }
+}
