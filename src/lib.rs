@@ -13,5 +13,6 @@ pub mod daemon;
 pub mod logger;
 pub mod mesh;
 pub mod msgc;
+pub mod node;
 pub mod order;
 pub mod subject;

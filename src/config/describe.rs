@@ -85,6 +85,9 @@ fn listener(o: &mut String, l: &ListenerSettings) {
         }
         let _ = writeln!(o, "  [{}]", s.origin);
     }
+    if let Some(d) = &l.incoming_dir {
+        let _ = writeln!(o, "  incoming_dir: {}", d.display());
+    }
 }
 
 fn bus(o: &mut String, b: &BusSettings) {

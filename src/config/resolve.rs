@@ -136,6 +136,7 @@ fn listener(
         return Ok(ListenerSettings {
             name,
             sockets: vec![socket(default, &none, &parent, "<default>".to_owned())],
+            incoming_dir: None,
         });
     };
     let l = &scope.value;
@@ -167,7 +168,33 @@ fn listener(
         seen.push((addr.clone(), inst.pos));
         sockets.push(socket(addr, opts, l, files.origin(inst.key)));
     }
-    Ok(ListenerSettings { name, sockets })
+    // Listener level, else the first `Listen` scope that sets it.
+    let dir = l.incoming_dir.as_ref().or_else(|| {
+        l.listen
+            .iter()
+            .flat_map(|n| n.0.iter())
+            .find_map(|(_, o)| o.incoming_dir.as_ref())
+    });
+    let incoming_dir = match dir {
+        None => None,
+        Some(d) if std::path::Path::new(&d.value).is_absolute() => {
+            Some(std::path::PathBuf::from(&d.value))
+        }
+        Some(d) => {
+            return Err(Diag::at(
+                format!(
+                    "`incoming_dir` must be an absolute path, found \"{}\"",
+                    d.value
+                ),
+                d.pos,
+            ));
+        }
+    };
+    Ok(ListenerSettings {
+        name,
+        sockets,
+        incoming_dir,
+    })
 }
 
 /// One socket's options: Listen, else listener, else default.

@@ -57,6 +57,8 @@ macro_rules! with_listener_options {
             pub tcp_send_buffer_size: Option<u32>,
             pub file_mode: Option<Octal>,
             pub max_connections: Option<u32>,
+            /// ECCluster_Listener: where files sent by other nodes land.
+            pub incoming_dir: Option<Spanned<String>>,
             $(pub $extra: $t,)*
         }
     };

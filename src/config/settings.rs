@@ -31,6 +31,9 @@ pub struct ListenerSettings {
     pub name: &'static str,
     /// Enabled `Listen` scopes only (a disabled listener has none).
     pub sockets: Vec<SocketSettings>,
+    /// `incoming_dir` (ECCluster_Listener): the absolute directory files sent
+    /// by other nodes are written to; `None` refuses transfers.
+    pub incoming_dir: Option<PathBuf>,
 }
 
 /// One `Listen "addr" { ... }`, with options resolved Listen → listener → default.

@@ -4,7 +4,6 @@
 
 mod conn;
 mod listener;
-mod placeholder;
 mod reload;
 mod shutdown;
 
@@ -22,6 +21,7 @@ pub use shutdown::{Drain, DrainGuard, Shutdown, Trigger};
 use crate::config::{ConfigPath, Identity, ListenerSettings, Settings};
 use crate::mesh::Mesh;
 use crate::msgc::{Bus, MsgcService};
+use crate::node::{NodeLinks, NodeService};
 
 /// How long connections get to finish after SIGTERM before the process exits.
 const STOP_GRACE: Duration = Duration::from_millis(800);
@@ -91,11 +91,11 @@ async fn serve(
     let secret = load_secret(&settings).map_err(StartError::Secret)?;
 
     // Bind everything before serving anything: a half-bound daemon never runs.
-    let eccluster: Arc<dyn Service> = Arc::new(placeholder::Placeholder {
-        listener: "ECCluster_Listener",
-        reply: b"-ERR 'ECCluster_Listener: the node protocol is not served by this version'\r\n",
-    });
+    let (trigger, shutdown) = shutdown::channel();
     let bus = Arc::new(Bus::new(&settings));
+    let node_links = NodeLinks::new(&settings, &bus, ex.clone(), shutdown.clone());
+    bus.set_node_links(node_links.clone());
+    let eccluster: Arc<dyn Service> = Arc::new(NodeService(node_links.clone()));
     let msgc: Arc<dyn Service> = Arc::new(MsgcService(bus.clone()));
     let mut bound = Vec::new();
     for (l, service) in [
@@ -107,7 +107,6 @@ async fn serve(
         }
     }
 
-    let (trigger, shutdown) = shutdown::channel();
     let eccluster_port = bound
         .iter()
         .filter(|(b, _)| b.listener == "ECCluster_Listener")
@@ -120,6 +119,7 @@ async fn serve(
     {
         let (mesh, events) = Mesh::new(&settings, eccluster_port, secret);
         bus.set_mesh(mesh.clone());
+        node_links.set_mesh(mesh.clone());
         let ordered =
             crate::msgc::ordered::start(bus.clone(), mesh.clone(), events, &settings, &ex);
         bus.set_ordered(ordered);

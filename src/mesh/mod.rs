@@ -454,7 +454,7 @@ impl Mesh {
     }
 
     /// A peer's configured host, when it is an IP literal, must be where it connects from.
-    fn check_address(&self, name: &str, remote: Option<SocketAddr>) -> Result<(), String> {
+    pub fn check_address(&self, name: &str, remote: Option<SocketAddr>) -> Result<(), String> {
         let Some(peer) = self.peers.iter().find(|p| p.name == name) else {
             return Err(format!("`{name}` is not in peers"));
         };
@@ -618,7 +618,7 @@ async fn link_writer(mut conn: Conn, rx: Receiver<Frame>) -> Result<(), String> 
 }
 
 /// Connects to `addr` (resolved if a host name), from `local` when given.
-async fn connect_from(local: Option<IpAddr>, addr: &str) -> std::io::Result<TcpStream> {
+pub async fn connect_from(local: Option<IpAddr>, addr: &str) -> std::io::Result<TcpStream> {
     let mut last = std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address");
     for a in async_net::resolve(addr).await? {
         let Some(ip) = local.filter(|ip| ip.is_ipv4() == a.is_ipv4()) else {

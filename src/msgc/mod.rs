@@ -72,6 +72,7 @@ pub struct Bus {
     listeners: Mutex<Vec<ListenerStatus>>,
     mesh: OnceLock<Arc<Mesh>>,
     ordered: OnceLock<Arc<ordered::Ordered>>,
+    node_links: OnceLock<Arc<crate::node::NodeLinks>>,
 }
 
 impl Bus {
@@ -99,6 +100,7 @@ impl Bus {
             listeners: Mutex::new(Vec::new()),
             mesh: OnceLock::new(),
             ordered: OnceLock::new(),
+            node_links: OnceLock::new(),
         }
     }
 
@@ -110,6 +112,15 @@ impl Bus {
 
     pub fn mesh(&self) -> Option<&Arc<Mesh>> {
         self.mesh.get()
+    }
+
+    /// The direct node links that answer `$MSGC.PING.<node>` and friends.
+    pub fn set_node_links(&self, n: Arc<crate::node::NodeLinks>) {
+        let _ = self.node_links.set(n);
+    }
+
+    pub fn node_links(&self) -> Option<&Arc<crate::node::NodeLinks>> {
+        self.node_links.get()
     }
 
     /// With peers, publishes go through the total order.

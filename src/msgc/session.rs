@@ -378,6 +378,16 @@ fn process(
                 payload,
             }) => {
                 Counters::add(&bus.counters.msgs_in, 1);
+                // Requests for another node (`$MSGC.PING.<node>`, ...) are
+                // the daemon's alone: answered later, from a task, over the
+                // direct link; never routed to subscribers.
+                if let Some(req) = crate::node::Request::parse(&subject) {
+                    if let (Some(reply), Some(n)) = (reply, bus.node_links()) {
+                        n.request(req, payload, reply);
+                    }
+                    ok(shared);
+                    continue;
+                }
                 let r = router.get_or_insert_with(|| bus.router());
                 // With peers every publish takes its place in the total order
                 // first; the daemon's own `$MSGC.` subjects stay on this node.

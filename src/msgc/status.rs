@@ -18,6 +18,11 @@ pub struct Counters {
     pub slow_consumers: AtomicU64,
     pub connections_total: AtomicU64,
     pub refused_auth: AtomicU64,
+    /// Frames and bytes on the direct node links (ECCluster_Listener).
+    pub direct_frames_in: AtomicU64,
+    pub direct_frames_out: AtomicU64,
+    pub direct_bytes_in: AtomicU64,
+    pub direct_bytes_out: AtomicU64,
 }
 
 impl Counters {
@@ -47,6 +52,15 @@ pub struct Status {
     pub bytes_out: u64,
     pub slow_consumers: u64,
     pub auth_failures: u64,
+    /// Frames and bytes received / sent on direct node links.
+    #[serde(default)]
+    pub direct_frames_in: u64,
+    #[serde(default)]
+    pub direct_frames_out: u64,
+    #[serde(default)]
+    pub direct_bytes_in: u64,
+    #[serde(default)]
+    pub direct_bytes_out: u64,
     pub listeners: Vec<ListenerStatus>,
     /// msgc server peers and their links (empty on a standalone node).
     #[serde(default)]
@@ -93,6 +107,10 @@ impl Status {
             bytes_out: Counters::get(&c.bytes_out),
             slow_consumers: Counters::get(&c.slow_consumers),
             auth_failures: Counters::get(&c.refused_auth),
+            direct_frames_in: Counters::get(&c.direct_frames_in),
+            direct_frames_out: Counters::get(&c.direct_frames_out),
+            direct_bytes_in: Counters::get(&c.direct_bytes_in),
+            direct_bytes_out: Counters::get(&c.direct_bytes_out),
             listeners,
             peers,
             order,
@@ -108,7 +126,8 @@ impl Status {
              messages in: {} ({} bytes)\n\
              messages out: {} ({} bytes)\n\
              slow consumers cut off: {}\n\
-             authentication failures: {}\n",
+             authentication failures: {}\n\
+             direct frames in: {} ({} bytes), out: {} ({} bytes)\n",
             self.node,
             self.version,
             self.uptime_secs,
@@ -122,6 +141,10 @@ impl Status {
             self.bytes_out,
             self.slow_consumers,
             self.auth_failures,
+            self.direct_frames_in,
+            self.direct_bytes_in,
+            self.direct_frames_out,
+            self.direct_bytes_out,
         );
         for l in &self.listeners {
             s.push_str(&format!("listener {}: {}\n", l.listener, l.address));

@@ -1,0 +1,618 @@
+//! Direct links between nodes on their ECCluster_Listener: at most one live
+//! link per peer, opened on first use (to the address the peer advertised in
+//! the mesh handshake), reused, closed after `idle_timeout` without traffic,
+//! and redialled on the next use after a backoff when a dial failed.
+//!
+//! Each link has two bounded queues: control frames (pings, status, credits,
+//! offers, outcomes: [`CTL_QUEUE`] frames) and bulk chunks ([`BULK_QUEUE`]
+//! frames). The writer always empties the control queue first, so small
+//! frames overtake a bulk transfer.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use async_channel::{Receiver, Sender};
+use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt, future};
+use smol::Timer;
+
+use super::codec::{self, Decoder, Frame, HELLO_VERB, Hello, WELCOME_VERB, Welcome};
+use super::files::Incoming;
+use crate::config::{Peer, Settings};
+use crate::daemon::{Conn, Shutdown};
+use crate::mesh::{self, Mesh, handshake};
+use crate::msgc::Bus;
+use crate::msgc::status::Counters;
+
+/// Control frames queued to one link before it is declared stuck and closed.
+pub const CTL_QUEUE: usize = 1024;
+/// Chunk frames queued to one link; a sender waits when it is full.
+pub const BULK_QUEUE: usize = 16;
+/// Frames queued to one waiting request or outgoing transfer.
+const WAIT_QUEUE: usize = 64;
+
+/// A live link's queues.
+#[derive(Clone)]
+pub struct LinkHandle {
+    pub ctl: Sender<Frame>,
+    pub bulk: Sender<Frame>,
+    generation: u64,
+}
+
+impl LinkHandle {
+    /// Queues a control frame; a full queue means the peer stopped reading:
+    /// the link is closed.
+    pub fn control(&self, f: Frame) -> Result<(), String> {
+        match self.ctl.try_send(f) {
+            Ok(()) => Ok(()),
+            Err(async_channel::TrySendError::Full(_)) => {
+                self.close();
+                Err(format!(
+                    "{CTL_QUEUE} control frames queued: link stuck, closed"
+                ))
+            }
+            Err(async_channel::TrySendError::Closed(_)) => Err("link closed".to_owned()),
+        }
+    }
+
+    pub fn close(&self) {
+        self.ctl.close();
+        self.bulk.close();
+    }
+}
+
+#[derive(Default)]
+struct PeerState {
+    live: Option<LinkHandle>,
+    failures: u32,
+    retry_at: Option<Instant>,
+    last_error: Option<String>,
+}
+
+/// Every direct link of this node.
+pub struct NodeLinks {
+    pub me: String,
+    peers: Vec<Peer>,
+    own_ip: Option<IpAddr>,
+    pub connect_timeout: Duration,
+    idle_timeout: Duration,
+    reconnect: Duration,
+    pub incoming_dir: Option<PathBuf>,
+    pub counters: Arc<Counters>,
+    bus: Weak<Bus>,
+    mesh: OnceLock<Arc<Mesh>>,
+    pub ex: Arc<smol::Executor<'static>>,
+    pub shutdown: Shutdown,
+    state: Mutex<HashMap<String, PeerState>>,
+    /// One dial at a time per peer, so first uses racing open one link.
+    dialing: HashMap<String, smol::lock::Mutex<()>>,
+    /// Requests and outgoing transfers waiting for frames, by id, with the
+    /// generation of the link they went out on.
+    waiting: Mutex<HashMap<u64, (u64, Sender<Frame>)>>,
+    next_id: AtomicU64,
+    generation: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl NodeLinks {
+    pub fn new(
+        settings: &Settings,
+        bus: &Arc<Bus>,
+        ex: Arc<smol::Executor<'static>>,
+        shutdown: Shutdown,
+    ) -> Arc<NodeLinks> {
+        let c = &settings.server.common;
+        let peers = settings.server.peers.clone();
+        // Ids start at a time-derived value, so ids from the two ends of a
+        // link (each numbering its own exchanges) practically never meet.
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+            .rotate_left(20);
+        Arc::new(NodeLinks {
+            me: settings.node.clone(),
+            own_ip: peers
+                .iter()
+                .find(|p| p.name == settings.node)
+                .and_then(|p| p.host.parse().ok()),
+            dialing: peers
+                .iter()
+                .map(|p| (p.name.clone(), smol::lock::Mutex::new(())))
+                .collect(),
+            peers,
+            connect_timeout: c.connect_timeout,
+            idle_timeout: c.idle_timeout,
+            reconnect: c.reconnect_interval.max(Duration::from_millis(10)),
+            incoming_dir: settings.eccluster.incoming_dir.clone(),
+            counters: bus.counters.clone(),
+            bus: Arc::downgrade(bus),
+            mesh: OnceLock::new(),
+            ex,
+            shutdown,
+            state: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(seed),
+            generation: AtomicU64::new(1),
+        })
+    }
+
+    pub fn set_mesh(&self, mesh: Arc<Mesh>) {
+        let _ = self.mesh.set(mesh);
+    }
+
+    pub fn bus(&self) -> Option<Arc<Bus>> {
+        self.bus.upgrade()
+    }
+
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Registers `id` as waiting for frames from the link `via`.
+    pub fn wait_for(&self, id: u64, via: &LinkHandle) -> Receiver<Frame> {
+        let (tx, rx) = async_channel::bounded(WAIT_QUEUE);
+        lock(&self.waiting).insert(id, (via.generation, tx));
+        rx
+    }
+
+    pub fn done_waiting(&self, id: u64) {
+        lock(&self.waiting).remove(&id);
+    }
+
+    /// Hands a frame answering one of our exchanges to its waiter.
+    fn deliver(&self, id: u64, f: Frame) {
+        let tx = lock(&self.waiting).get(&id).map(|(_, tx)| tx.clone());
+        if let Some(tx) = tx {
+            let _ = tx.try_send(f);
+        }
+    }
+
+    /// The live link to `peer`, dialling it if there is none.
+    pub async fn link(self: &Arc<Self>, peer: &str) -> Result<LinkHandle, String> {
+        if peer == self.me {
+            return Err(format!("`{peer}` is this node"));
+        }
+        let Some(dial_lock) = self.dialing.get(peer) else {
+            return Err(format!("`{peer}` is not in peers"));
+        };
+        let _one_dial = dial_lock.lock().await;
+        {
+            let st = lock(&self.state);
+            if let Some(s) = st.get(peer) {
+                if let Some(l) = &s.live
+                    && !l.ctl.is_closed()
+                {
+                    return Ok(l.clone());
+                }
+                if let Some(at) = s.retry_at
+                    && at > Instant::now()
+                {
+                    return Err(format!(
+                        "{} (next attempt in {:.1} s)",
+                        s.last_error.as_deref().unwrap_or("unreachable"),
+                        (at - Instant::now()).as_secs_f64()
+                    ));
+                }
+            }
+        }
+        let addr = self
+            .mesh
+            .get()
+            .and_then(|m| m.status().into_iter().find(|p| p.name == peer))
+            .and_then(|p| p.eccluster);
+        let result = match addr {
+            None => Err(format!(
+                "the ECCluster_Listener address of `{peer}` is not known (its msgc peer link has not been up)"
+            )),
+            Some(addr) => self
+                .dial(peer, &addr)
+                .or(async {
+                    Timer::after(self.connect_timeout).await;
+                    Err(format!(
+                        "no handshake with {addr} within connect_timeout ({:?})",
+                        self.connect_timeout
+                    ))
+                })
+                .await
+                .map_err(|e| format!("cannot link to {addr}: {e}")),
+        };
+        match result {
+            Ok((conn, pending)) => Ok(self.start_link(peer, conn, pending)),
+            Err(e) => {
+                let mut st = lock(&self.state);
+                let s = st.entry(peer.to_owned()).or_default();
+                s.failures = s.failures.saturating_add(1);
+                let seed = self.next_id.load(Ordering::Relaxed) ^ u64::from(s.failures);
+                s.retry_at = Some(Instant::now() + mesh::backoff(self.reconnect, s.failures, seed));
+                s.last_error = Some(e.clone());
+                log::warn!("node link {peer}: {e}");
+                Err(e)
+            }
+        }
+    }
+
+    async fn dial(&self, peer: &str, addr: &str) -> Result<(Conn, Vec<u8>), String> {
+        let s = mesh::connect_from(self.own_ip, addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = s.set_nodelay(true);
+        let mut conn = Conn::Tcp(s);
+        let hello = Hello {
+            protocol: codec::PROTOCOL,
+            node: self.me.clone(),
+            to: peer.to_owned(),
+            peers: handshake::peer_list(&self.peers),
+        };
+        conn.write_all(&handshake::line(HELLO_VERB, &hello))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut pending = Vec::new();
+        let answer = read_line(&mut conn, &mut pending, None).await?;
+        if answer.starts_with(b"-ERR") {
+            return Err(format!("refused: {}", String::from_utf8_lossy(&answer)));
+        }
+        let w: Welcome = handshake::parse(WELCOME_VERB, &answer)?;
+        if w.node != peer {
+            return Err(format!("answered as `{}`, not `{peer}`", w.node));
+        }
+        Ok((conn, pending))
+    }
+
+    /// Serves a connection accepted on ECCluster_Listener.
+    pub async fn accept(self: Arc<Self>, mut conn: Conn, remote: Option<SocketAddr>) {
+        let who = remote.map_or_else(|| "unix socket".to_owned(), |a| a.to_string());
+        let mut pending = Vec::new();
+        let handshake = async {
+            let line = read_line(&mut conn, &mut pending, Some(HELLO_VERB)).await?;
+            let hello: Hello = handshake::parse(HELLO_VERB, &line)?;
+            codec::check_hello(&hello, &self.me, &self.peers)?;
+            match self.mesh.get() {
+                Some(m) => m.check_address(&hello.node, remote)?,
+                None => return Err("this node has no peers".to_owned()),
+            }
+            Ok(hello)
+        }
+        .or(async {
+            Timer::after(self.connect_timeout).await;
+            Err(format!(
+                "no handshake within connect_timeout ({:?})",
+                self.connect_timeout
+            ))
+        })
+        .await;
+        let hello = match handshake {
+            Ok(h) => h,
+            Err(why) => {
+                log::warn!("ECCluster_Listener: connection from {who} refused: {why}");
+                let why = why.replace('\'', "\"");
+                let _ = conn
+                    .write_all(
+                        format!("-ERR 'ECCluster_Listener: node refused: {why}'\r\n").as_bytes(),
+                    )
+                    .await;
+                let _ = conn.flush().await;
+                conn.shutdown();
+                return;
+            }
+        };
+        let welcome = Welcome {
+            protocol: codec::PROTOCOL,
+            node: self.me.clone(),
+        };
+        if conn
+            .write_all(&handshake::line(WELCOME_VERB, &welcome))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        // The link runs in this connection's task, so the accept loop counts it.
+        let (handle, ctl_rx, bulk_rx) = self.register(&hello.node);
+        self.clone()
+            .run_link(hello.node, conn, pending, handle, ctl_rx, bulk_rx)
+            .await;
+    }
+
+    /// Registers a dialled link as the live one for `peer` and starts its task.
+    fn start_link(self: &Arc<Self>, peer: &str, conn: Conn, pending: Vec<u8>) -> LinkHandle {
+        let (handle, ctl_rx, bulk_rx) = self.register(peer);
+        let me = self.clone();
+        let peer = peer.to_owned();
+        let h = handle.clone();
+        self.ex
+            .spawn(async move { me.run_link(peer, conn, pending, h, ctl_rx, bulk_rx).await })
+            .detach();
+        handle
+    }
+
+    /// A new link's queues, registered as the live link for `peer`.
+    fn register(&self, peer: &str) -> (LinkHandle, Receiver<Frame>, Receiver<Frame>) {
+        let (ctl, ctl_rx) = async_channel::bounded(CTL_QUEUE);
+        let (bulk, bulk_rx) = async_channel::bounded(BULK_QUEUE);
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+        let handle = LinkHandle {
+            ctl,
+            bulk,
+            generation,
+        };
+        {
+            let mut st = lock(&self.state);
+            let s = st.entry(peer.to_owned()).or_default();
+            s.live = Some(handle.clone());
+            s.failures = 0;
+            s.retry_at = None;
+        }
+        log::info!("node link {peer}: up");
+        (handle, ctl_rx, bulk_rx)
+    }
+
+    async fn run_link(
+        self: Arc<Self>,
+        peer: String,
+        conn: Conn,
+        pending: Vec<u8>,
+        handle: LinkHandle,
+        ctl_rx: Receiver<Frame>,
+        bulk_rx: Receiver<Frame>,
+    ) {
+        let active = Arc::new(Mutex::new(Instant::now()));
+        let stop = self.shutdown.clone();
+        let result = future::or(
+            self.reader(&peer, conn.clone(), pending, &handle, &active),
+            future::or(
+                self.writer(conn.clone(), ctl_rx, bulk_rx, &active),
+                async { self.idle(&active).await }.or(async {
+                    stop.wait().await;
+                    Ok(())
+                }),
+            ),
+        )
+        .await;
+        conn.shutdown();
+        handle.close();
+        {
+            let mut st = lock(&self.state);
+            if let Some(s) = st.get_mut(&peer)
+                && s.live
+                    .as_ref()
+                    .is_some_and(|l| l.generation == handle.generation)
+            {
+                s.live = None;
+            }
+        }
+        // Whoever waited on this link learns it is gone (their queue closes).
+        lock(&self.waiting).retain(|_, (g, _)| *g != handle.generation);
+        match result {
+            Ok(()) => log::info!("node link {peer}: closed"),
+            Err(e) => log::info!("node link {peer}: down ({e})"),
+        }
+    }
+
+    async fn reader(
+        self: &Arc<Self>,
+        peer: &str,
+        mut conn: Conn,
+        pending: Vec<u8>,
+        link: &LinkHandle,
+        active: &Mutex<Instant>,
+    ) -> Result<(), String> {
+        let mut dec = Decoder::new(codec::MAX_FRAME);
+        dec.feed(&pending);
+        let mut buf = vec![0u8; 64 * 1024];
+        // Transfers this link is receiving, by id.
+        let mut incoming: HashMap<u64, Incoming> = HashMap::new();
+        let result = async {
+            loop {
+                while let Some(f) = dec.next_frame() {
+                    let f = f.map_err(|e| e.to_string())?;
+                    *lock(active) = Instant::now();
+                    Counters::add(&self.counters.direct_frames_in, 1);
+                    Counters::add(&self.counters.direct_bytes_in, f.wire_len() as u64);
+                    self.dispatch(peer, f, link, &mut incoming).await?;
+                }
+                let n = conn.read(&mut buf).await.map_err(|e| e.to_string())?;
+                if n == 0 {
+                    return Err("closed by the peer".to_owned());
+                }
+                dec.feed(&buf[..n]);
+            }
+        }
+        .await;
+        for (_, t) in incoming.drain() {
+            t.abandon().await;
+        }
+        result
+    }
+
+    async fn dispatch(
+        self: &Arc<Self>,
+        peer: &str,
+        f: Frame,
+        link: &LinkHandle,
+        incoming: &mut HashMap<u64, Incoming>,
+    ) -> Result<(), String> {
+        match f {
+            Frame::Ping { id } => link.control(Frame::Pong { id })?,
+            Frame::StatusRequest { id } => {
+                let json = self
+                    .bus()
+                    .map(|b| b.status_json(&b.router()))
+                    .unwrap_or_default();
+                link.control(Frame::StatusReply {
+                    id,
+                    json: json.into(),
+                })?;
+            }
+            Frame::FileOffer {
+                id,
+                size,
+                sha256,
+                name,
+            } => {
+                if incoming.contains_key(&id) {
+                    return Err(format!("transfer {id} offered twice"));
+                }
+                match Incoming::start(self.incoming_dir.as_deref(), id, &name, size, sha256).await {
+                    Ok(t) => {
+                        log::info!("node link {peer}: receiving {name:?} ({size} bytes)");
+                        let first = super::files::WINDOW.min(size);
+                        if size == 0 {
+                            let (ok, error) = t.finish().await;
+                            link.control(Frame::FileDone { id, ok, error })?;
+                        } else {
+                            incoming.insert(id, t);
+                            link.control(Frame::FileCredit { id, bytes: first })?;
+                        }
+                    }
+                    Err(error) => {
+                        log::warn!("node link {peer}: refused file {name:?}: {error}");
+                        link.control(Frame::FileDone {
+                            id,
+                            ok: false,
+                            error,
+                        })?;
+                    }
+                }
+            }
+            Frame::FileChunk { id, offset, bytes } => {
+                let Some(mut t) = incoming.remove(&id) else {
+                    // After a refusal or an abort: nothing to do.
+                    return Ok(());
+                };
+                let n = bytes.len() as u64;
+                match t.write(offset, bytes).await {
+                    Err(error) => {
+                        t.abandon().await;
+                        link.control(Frame::FileDone {
+                            id,
+                            ok: false,
+                            error,
+                        })?;
+                    }
+                    Ok(true) => {
+                        let (ok, error) = t.finish().await;
+                        if ok {
+                            log::info!("node link {peer}: received a file (transfer {id})");
+                        } else {
+                            log::warn!("node link {peer}: transfer {id} failed: {error}");
+                        }
+                        link.control(Frame::FileDone { id, ok, error })?;
+                    }
+                    Ok(false) => {
+                        incoming.insert(id, t);
+                        link.control(Frame::FileCredit { id, bytes: n })?;
+                    }
+                }
+            }
+            Frame::FileDone { id, ok, error } => {
+                if let Some(t) = incoming.remove(&id) {
+                    log::warn!("node link {peer}: sender aborted transfer {id}: {error}");
+                    t.abandon().await;
+                } else {
+                    self.deliver(id, Frame::FileDone { id, ok, error });
+                }
+            }
+            f @ (Frame::Pong { id }
+            | Frame::StatusReply { id, .. }
+            | Frame::FileCredit { id, .. }) => self.deliver(id, f),
+        }
+        Ok(())
+    }
+
+    async fn writer(
+        &self,
+        mut conn: Conn,
+        ctl: Receiver<Frame>,
+        bulk: Receiver<Frame>,
+        active: &Mutex<Instant>,
+    ) -> Result<(), String> {
+        let mut out = Vec::with_capacity(256 * 1024);
+        loop {
+            let first = match ctl.try_recv() {
+                Ok(f) => f,
+                Err(_) => match bulk.try_recv() {
+                    Ok(f) => f,
+                    Err(_) => ctl
+                        .recv()
+                        .or(bulk.recv())
+                        .await
+                        .map_err(|_| "link queues closed".to_owned())?,
+                },
+            };
+            out.clear();
+            let mut frames = 1u64;
+            first.encode(&mut out);
+            // Batch what is queued already, control frames first.
+            while out.len() < 256 * 1024 {
+                match ctl.try_recv().or_else(|_| bulk.try_recv()) {
+                    Ok(f) => {
+                        f.encode(&mut out);
+                        frames += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            conn.write_all(&out).await.map_err(|e| e.to_string())?;
+            *lock(active) = Instant::now();
+            Counters::add(&self.counters.direct_frames_out, frames);
+            Counters::add(&self.counters.direct_bytes_out, out.len() as u64);
+        }
+    }
+
+    /// Ends the link after `idle_timeout` with nothing sent or received
+    /// (never, when `idle_timeout` is 0).
+    async fn idle(&self, active: &Mutex<Instant>) -> Result<(), String> {
+        if self.idle_timeout.is_zero() {
+            return future::pending().await;
+        }
+        let tick = (self.idle_timeout / 4).max(Duration::from_millis(10));
+        loop {
+            Timer::after(tick).await;
+            if lock(active).elapsed() >= self.idle_timeout {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Reads one `\n`-terminated line (CR dropped) of at most
+/// [`codec::MAX_HANDSHAKE_LINE`] bytes; bytes after it stay in `pending`.
+/// With `verb`, input that cannot be `verb ` fails at once.
+async fn read_line(
+    conn: &mut Conn,
+    pending: &mut Vec<u8>,
+    verb: Option<&str>,
+) -> Result<Vec<u8>, String> {
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(v) = verb {
+            let want = v.as_bytes().iter().chain(b" ");
+            if pending.iter().zip(want).any(|(a, b)| a != b) {
+                return Err(format!("not a node handshake (expected `{v} {{...}}`)"));
+            }
+        }
+        if let Some(i) = pending.iter().position(|&b| b == b'\n') {
+            let mut line: Vec<u8> = pending.drain(..=i).collect();
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            return Ok(line);
+        }
+        if pending.len() > codec::MAX_HANDSHAKE_LINE {
+            return Err("handshake line too long".to_owned());
+        }
+        let n = conn.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("connection closed during the handshake".to_owned());
+        }
+        pending.extend_from_slice(&buf[..n]);
+    }
+}

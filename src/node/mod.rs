@@ -1,0 +1,197 @@
+//! The node protocol on ECCluster_Listener: direct links between nodes for
+//! what needs no cluster-wide order (docs/PROTOCOL.md, "Node protocol").
+//! `codec.rs` is the sans-IO wire format; `links.rs` dials, accepts and runs
+//! links; `files.rs` streams files with flow control. Node requests arrive
+//! on the local bus (`$MSGC.PING.<node>`, `$MSGC.STATUS.<node>`,
+//! `$MSGC.SENDFILE.<node>`) and are answered on the requester's reply
+//! subject once the other node has answered.
+
+pub mod codec;
+pub mod files;
+pub mod links;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_lite::FutureExt;
+use serde_json::json;
+
+use crate::daemon::{Conn, Local, Remote, Service, Shutdown};
+use codec::Frame;
+pub use links::NodeLinks;
+
+/// A request for another node, from the subject it was published on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Ping(String),
+    Status(String),
+    SendFile(String),
+}
+
+impl Request {
+    /// `$MSGC.PING.<node>`, `$MSGC.STATUS.<node>`, `$MSGC.SENDFILE.<node>`.
+    pub fn parse(subject: &str) -> Option<Request> {
+        let rest = subject.strip_prefix("$MSGC.")?;
+        let (verb, node) = rest.split_once('.')?;
+        if node.is_empty() {
+            return None;
+        }
+        let node = node.to_owned();
+        match verb {
+            "PING" => Some(Request::Ping(node)),
+            "STATUS" => Some(Request::Status(node)),
+            "SENDFILE" => Some(Request::SendFile(node)),
+            _ => None,
+        }
+    }
+}
+
+impl NodeLinks {
+    /// Answers `req` on `reply`, from a task of its own: the answer comes
+    /// when the other node has answered, or with an error.
+    pub fn request(self: &Arc<Self>, req: Request, payload: Bytes, reply: String) {
+        let me = self.clone();
+        self.ex
+            .spawn(async move {
+                let answer = me.answer(req, payload).await;
+                if let Some(bus) = me.bus() {
+                    bus.router().publish_system(&reply, &answer);
+                }
+            })
+            .detach();
+    }
+
+    async fn answer(self: &Arc<Self>, req: Request, payload: Bytes) -> Vec<u8> {
+        let error = |node: &str, e: String| {
+            serde_json::to_vec(&json!({ "node": node, "error": e })).unwrap_or_default()
+        };
+        match req {
+            Request::Ping(node) => match self.exchange(&node, |id| Frame::Ping { id }).await {
+                Ok((Frame::Pong { .. }, rtt)) => serde_json::to_vec(&json!({
+                    "node": node,
+                    "rtt_ms": rtt * 1000.0,
+                }))
+                .unwrap_or_default(),
+                Ok(_) => error(&node, "unexpected answer".to_owned()),
+                Err(e) => error(&node, e),
+            },
+            Request::Status(node) if node == self.me => self
+                .bus()
+                .map(|b| b.status_json(&b.router()))
+                .unwrap_or_default(),
+            Request::Status(node) => {
+                match self.exchange(&node, |id| Frame::StatusRequest { id }).await {
+                    Ok((Frame::StatusReply { json, .. }, _)) => json.to_vec(),
+                    Ok(_) => error(&node, "unexpected answer".to_owned()),
+                    Err(e) => error(&node, e),
+                }
+            }
+            Request::SendFile(node) => {
+                let Ok(path) = std::str::from_utf8(&payload) else {
+                    return error(&node, "the path is not UTF-8".to_owned());
+                };
+                match files::send_file(self, &node, path).await {
+                    Ok(s) => {
+                        log::info!(
+                            "sent {path} to {node}: {} bytes in {:.3} s, sha256 {}",
+                            s.bytes,
+                            s.secs,
+                            s.sha256
+                        );
+                        serde_json::to_vec(&json!({
+                            "node": node,
+                            "name": s.name,
+                            "bytes": s.bytes,
+                            "secs": s.secs,
+                            "sha256": s.sha256,
+                        }))
+                        .unwrap_or_default()
+                    }
+                    Err(e) => error(&node, e),
+                }
+            }
+        }
+    }
+
+    /// Sends one control frame to `node` and waits for the frame answering
+    /// it, at most `connect_timeout`: (answer, seconds).
+    async fn exchange(
+        self: &Arc<Self>,
+        node: &str,
+        frame: impl FnOnce(u64) -> Frame,
+    ) -> Result<(Frame, f64), String> {
+        let link = self.link(node).await?;
+        let id = self.next_id();
+        let rx = self.wait_for(id, &link);
+        let t0 = Instant::now();
+        let r = async {
+            link.control(frame(id))?;
+            rx.recv()
+                .await
+                .map_err(|_| format!("link to `{node}` closed"))
+        }
+        .or(async {
+            smol::Timer::after(self.connect_timeout).await;
+            Err(format!(
+                "no answer from `{node}` within connect_timeout ({:?})",
+                self.connect_timeout
+            ))
+        })
+        .await;
+        self.done_waiting(id);
+        r.map(|f| (f, t0.elapsed().as_secs_f64()))
+    }
+}
+
+/// ECCluster_Listener's service.
+pub struct NodeService(pub Arc<NodeLinks>);
+
+impl Service for NodeService {
+    fn serve(
+        self: Arc<Self>,
+        conn: Conn,
+        remote: Remote,
+        _local: Local,
+        shutdown: Shutdown,
+    ) -> futures_lite::future::Boxed<()> {
+        let links = self.0.clone();
+        Box::pin(async move {
+            let c = conn.clone();
+            links
+                .accept(conn, remote.tcp())
+                .or(async { shutdown.wait().await })
+                .await;
+            c.shutdown();
+        })
+    }
+
+    fn refusal(&self) -> &'static [u8] {
+        b"-ERR 'maximum connections exceeded'\r\n"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_subjects() {
+        assert_eq!(
+            Request::parse("$MSGC.PING.node2"),
+            Some(Request::Ping("node2".into()))
+        );
+        assert_eq!(
+            Request::parse("$MSGC.STATUS.n3"),
+            Some(Request::Status("n3".into()))
+        );
+        assert_eq!(
+            Request::parse("$MSGC.SENDFILE.a"),
+            Some(Request::SendFile("a".into()))
+        );
+        assert_eq!(Request::parse("$MSGC.STATUS"), None);
+        assert_eq!(Request::parse("$MSGC.PING."), None);
+        assert_eq!(Request::parse("$MSGC.GROUP.g"), None);
+        assert_eq!(Request::parse("PING.node2"), None);
+    }
+}
