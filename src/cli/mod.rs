@@ -35,6 +35,8 @@ enum Command {
     Sub(tools::SubArgs),
     Request(tools::RequestArgs),
     Status(tools::StatusArgs),
+    Ping(tools::PingArgs),
+    SendFile(tools::SendFileArgs),
     Bench(tools::BenchArgs),
 }
 
@@ -101,6 +103,8 @@ pub fn main() -> ExitCode {
         Some(Command::Sub(a)) => tools::subscribe(a),
         Some(Command::Request(a)) => tools::request(a),
         Some(Command::Status(a)) => tools::status(a),
+        Some(Command::Ping(a)) => tools::ping(a),
+        Some(Command::SendFile(a)) => tools::send_file(a),
         Some(Command::Bench(a)) => tools::bench(a),
     }
 }

@@ -135,6 +135,61 @@ pub struct StatusArgs {
     /// print the raw JSON the node answered with
     #[argh(switch)]
     json: bool,
+    /// another node of the cluster: its status, fetched by this node over the direct link
+    #[argh(option)]
+    node: Option<String>,
+}
+
+/// Measure round trips to another node over the daemon's direct link (ECCluster_Listener).
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "ping",
+    example = "ecclusterd ping node2\necclusterd ping node3 --count 10 --interval 200 -s 10.0.0.1:4809",
+    note = "The client asks its daemon ($MSGC.PING.<node>); the daemon pings NODE over its direct link and answers with the round-trip time, which is what is printed."
+)]
+pub struct PingArgs {
+    /// server HOST:PORT (default: as for pub)
+    #[argh(option, short = 's')]
+    server: Option<String>,
+    /// configuration file to take the default server from
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+    /// the node to ping (a name in peers)
+    #[argh(positional)]
+    node: String,
+    /// pings to send (default 4)
+    #[argh(option, default = "4")]
+    count: u64,
+    /// milliseconds between pings (default 1000)
+    #[argh(option, default = "1000")]
+    interval: u64,
+}
+
+/// Send a file to another node's ECCluster_Listener incoming_dir, read and streamed by the daemon.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "send-file",
+    example = "ecclusterd send-file node2 /var/log/ecelerity/mainlog.ec",
+    note = "PATH must be absolute and a regular file the daemon can read; the receiving node writes it into its incoming_dir under the same name (atomically, sha256 checked)."
+)]
+pub struct SendFileArgs {
+    /// server HOST:PORT (default: as for pub)
+    #[argh(option, short = 's')]
+    server: Option<String>,
+    /// configuration file to take the default server from
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+    /// the receiving node (a name in peers)
+    #[argh(positional)]
+    node: String,
+    /// absolute path of the file, as the daemon sees it
+    #[argh(positional)]
+    path: String,
+    /// seconds to wait for the transfer to finish (default 3600)
+    #[argh(option, default = "3600")]
+    timeout: u64,
 }
 
 /// Load generator for any NATS-speaking server: throughput (default) or request/reply latency.
@@ -293,11 +348,20 @@ pub fn status(a: StatusArgs) -> ExitCode {
             Ok(c) => c,
             Err(e) => return fail(&format!("cannot connect to {server}"), e),
         };
-        let reply = match c.request(STATUS_SUBJECT, b"", Duration::from_secs(5)).await {
+        let subject = match &a.node {
+            Some(n) => format!("{STATUS_SUBJECT}.{n}"),
+            None => STATUS_SUBJECT.to_owned(),
+        };
+        // A remote status may wait for a dial (connect_timeout) and an answer.
+        let wait = Duration::from_secs(if a.node.is_some() { 130 } else { 5 });
+        let reply = match c.request(&subject, b"", wait).await {
             Ok(Some(d)) => d,
-            Ok(None) => return fail("status", "no answer within 5 s"),
+            Ok(None) => return fail("status", format!("no answer within {wait:?}")),
             Err(e) => return fail("status", format!("{e} (is {server} an ecclusterd node?)")),
         };
+        if let Some(e) = node_error(&reply.payload) {
+            return fail("status", e);
+        }
         if a.json {
             println!("{}", String::from_utf8_lossy(&reply.payload));
             return ExitCode::SUCCESS;
@@ -309,6 +373,107 @@ pub fn status(a: StatusArgs) -> ExitCode {
             }
             Err(e) => fail("status", format!("unreadable answer: {e}")),
         }
+    })
+}
+
+/// The error of a node request's answer (`{"node": .., "error": ..}`), if it is one.
+fn node_error(payload: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    let e = v.get("error")?.as_str()?;
+    let node = v.get("node").and_then(|n| n.as_str()).unwrap_or("?");
+    Some(format!("node {node}: {e}"))
+}
+
+pub fn ping(a: PingArgs) -> ExitCode {
+    let server = server(a.server, a.config);
+    smol::block_on(async {
+        let mut c = match Connection::connect_default(&server, "ecclusterd-ping").await {
+            Ok(c) => c,
+            Err(e) => return fail(&format!("cannot connect to {server}"), e),
+        };
+        let subject = format!("$MSGC.PING.{}", a.node);
+        println!("PING {} via {server}", a.node);
+        let mut rtts = Vec::new();
+        for seq in 1..=a.count {
+            if seq > 1 && a.interval > 0 {
+                smol::Timer::after(Duration::from_millis(a.interval)).await;
+            }
+            let reply = match c.request(&subject, b"", Duration::from_secs(130)).await {
+                Ok(Some(d)) => d,
+                Ok(None) => return fail("ping", "no answer from the local daemon"),
+                Err(e) => return fail("ping", format!("{e} (is {server} an ecclusterd node?)")),
+            };
+            if let Some(e) = node_error(&reply.payload) {
+                eprintln!("ecclusterd: ping: {e}");
+                continue;
+            }
+            let v: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap_or_default();
+            let Some(rtt) = v.get("rtt_ms").and_then(|r| r.as_f64()) else {
+                return fail("ping", "unreadable answer");
+            };
+            println!("reply from {}: seq={seq} time={rtt:.3} ms", a.node);
+            rtts.push(rtt);
+        }
+        let lost = a.count - rtts.len() as u64;
+        println!(
+            "--- {} ping statistics ---\n{} sent, {} received, {} lost",
+            a.node,
+            a.count,
+            rtts.len(),
+            lost
+        );
+        if !rtts.is_empty() {
+            let min = rtts.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = rtts.iter().copied().fold(0.0, f64::max);
+            let avg = rtts.iter().sum::<f64>() / rtts.len() as f64;
+            println!("rtt min/avg/max = {min:.3}/{avg:.3}/{max:.3} ms");
+        }
+        if lost == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    })
+}
+
+pub fn send_file(a: SendFileArgs) -> ExitCode {
+    let server = server(a.server, a.config);
+    smol::block_on(async {
+        let mut c = match Connection::connect_default(&server, "ecclusterd-send-file").await {
+            Ok(c) => c,
+            Err(e) => return fail(&format!("cannot connect to {server}"), e),
+        };
+        let subject = format!("$MSGC.SENDFILE.{}", a.node);
+        let reply = match c
+            .request(&subject, a.path.as_bytes(), Duration::from_secs(a.timeout))
+            .await
+        {
+            Ok(Some(d)) => d,
+            Ok(None) => return fail("send-file", format!("no answer within {} s", a.timeout)),
+            Err(e) => {
+                return fail(
+                    "send-file",
+                    format!("{e} (is {server} an ecclusterd node?)"),
+                );
+            }
+        };
+        if let Some(e) = node_error(&reply.payload) {
+            return fail("send-file", e);
+        }
+        let v: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap_or_default();
+        let bytes = v.get("bytes").and_then(|b| b.as_u64()).unwrap_or(0);
+        let secs = v.get("secs").and_then(|b| b.as_f64()).unwrap_or(0.0);
+        let sha = v.get("sha256").and_then(|b| b.as_str()).unwrap_or("?");
+        let mbs = if secs > 0.0 {
+            bytes as f64 / 1e6 / secs
+        } else {
+            0.0
+        };
+        println!(
+            "sent {} to {}: {bytes} bytes in {secs:.3} s ({mbs:.1} MB/s), sha256 {sha} (verified by {})",
+            a.path, a.node, a.node
+        );
+        ExitCode::SUCCESS
     })
 }
 

@@ -169,12 +169,6 @@ pub async fn send_file(links: &Arc<NodeLinks>, peer: &str, path: &str) -> Result
     if !p.is_absolute() {
         return Err(format!("{path:?} is not an absolute path"));
     }
-    let name = p
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| format!("{path:?} has no usable file name"))?
-        .to_owned();
-    codec::check_file_name(&name)?;
     // Hash first: the offer carries the checksum.
     let hp = p.clone();
     let (size, sha256) = smol::unblock(move || -> Result<(u64, [u8; 32]), String> {
@@ -199,6 +193,12 @@ pub async fn send_file(links: &Arc<NodeLinks>, peer: &str, path: &str) -> Result
         Ok((size, h.finalize().into()))
     })
     .await?;
+    let name = p
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| format!("{path:?} has no usable file name"))?
+        .to_owned();
+    codec::check_file_name(&name)?;
     let link = links.link(peer).await?;
     let id = links.next_id();
     let rx = links.wait_for(id, &link);

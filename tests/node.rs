@@ -1,0 +1,288 @@
+//! The node protocol on ECCluster_Listener between real nodes on 127.0.0.x:
+//! node requests (`ping`, `status --node`) over direct links, refusals at the
+//! handshake, bad frames closing only their link, and `send-file`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+
+use common::*;
+use sha2::{Digest, Sha256};
+
+/// Starts `confs` and waits until every mesh link is up (so every node knows
+/// every other node's ECCluster_Listener address).
+fn start(confs: &[String]) -> Vec<Node> {
+    let mut nodes: Vec<Node> = confs.iter().map(|c| Node::start(c)).collect();
+    let n = nodes.len();
+    for (i, node) in nodes.iter_mut().enumerate() {
+        for j in 1..=n {
+            if j != i + 1 {
+                node.wait_for_log(&format!("msgc peer node{j}: link up"));
+            }
+        }
+    }
+    nodes
+}
+
+/// Gives `node` (0-based) an `incoming_dir`.
+fn with_incoming(mut confs: Vec<String>, node: usize, dir: &Path) -> Vec<String> {
+    confs[node] = confs[node].replace(
+        "ECCluster_Listener {",
+        &format!("ECCluster_Listener {{ incoming_dir = \"{}\"", dir.display()),
+    );
+    confs
+}
+
+fn cli(node: &Node, args: &[&str]) -> (i32, String, String) {
+    let server = node.msgc().to_string();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["-s", &server]);
+    run_cmd(&all, None)
+}
+
+fn status_json(node: &Node) -> serde_json::Value {
+    let (code, out, err) = cli(node, &["status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).expect("status JSON")
+}
+
+fn counter(s: &serde_json::Value, name: &str) -> u64 {
+    s[name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{name} in status: {s}"))
+}
+
+#[test]
+fn ping_and_remote_status_over_direct_links_and_prompt_failures() {
+    let mut nodes = start(&cluster_confs(3, ""));
+    let before = status_json(&nodes[0]);
+
+    let (code, out, err) = cli(
+        &nodes[0],
+        &["ping", "node2", "--count", "3", "--interval", "0"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    eprintln!("{out}");
+    for seq in 1..=3 {
+        assert!(
+            out.contains(&format!("reply from node2: seq={seq} time=")),
+            "{out}"
+        );
+    }
+    assert!(out.contains("3 sent, 3 received, 0 lost"), "{out}");
+    assert!(out.contains("rtt min/avg/max = "), "{out}");
+
+    // Counters grew on both ends: 3 pings out and 3 pongs in at node1.
+    let after = status_json(&nodes[0]);
+    for f in ["direct_frames_out", "direct_frames_in"] {
+        assert!(
+            counter(&after, f) >= counter(&before, f) + 3,
+            "{f}: {before} -> {after}"
+        );
+    }
+    assert!(counter(&after, "direct_bytes_out") > counter(&before, "direct_bytes_out"));
+    let n2 = status_json(&nodes[1]);
+    assert!(counter(&n2, "direct_frames_in") >= 3, "{n2}");
+    let (_, text, _) = cli(&nodes[0], &["status"]);
+    assert!(text.contains("direct frames in: "), "{text}");
+
+    // node3's status, fetched by node1 over the direct link.
+    let (code, out, err) = cli(&nodes[0], &["status", "--node", "node3", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let s: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(s["node"], "node3");
+    assert!(counter(&s, "direct_frames_in") >= 1, "{s}");
+    let (code, out, _) = cli(&nodes[0], &["status", "--node", "node3"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("node node3 "), "{out}");
+
+    // Unknown node: refused at once, by name.
+    let (code, _, err) = cli(&nodes[0], &["ping", "node9", "--count", "1"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("node node9: `node9` is not in peers"), "{err}");
+    let (code, _, err) = cli(&nodes[0], &["status", "--node", "node9"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("`node9` is not in peers"), "{err}");
+
+    // A stopped node: an error naming it, not a hang.
+    assert!(nodes[2].stop().success());
+    nodes[0].wait_for_log("msgc peer node3: link down");
+    let (code, _, err) = cli(&nodes[0], &["ping", "node3", "--count", "1"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("node node3: "), "{err}");
+    let (code, _, err) = cli(&nodes[0], &["status", "--node", "node3"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("node node3: "), "{err}");
+    eprintln!("stopped node: {err}");
+}
+
+/// The `peers` list as the handshake carries it, from a node's status.
+fn peers_json(node: &Node) -> String {
+    let s = status_json(node);
+    let list: Vec<(String, String)> = s["peers"]
+        .as_array()
+        .expect("peers")
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_owned(),
+                p["address"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    serde_json::to_string(&list).unwrap()
+}
+
+fn hello(node: &str, to: &str, peers: &str) -> Vec<u8> {
+    format!("ECCLUSTER-NODE {{\"protocol\":1,\"node\":\"{node}\",\"to\":\"{to}\",\"peers\":{peers}}}\r\n")
+        .into_bytes()
+}
+
+/// A TCP connection to `to` that leaves from `from_ip`.
+fn connect_from(from_ip: &str, to: SocketAddr) -> TcpStream {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let local: SocketAddr = format!("{from_ip}:0").parse().unwrap();
+    s.bind(&local.into()).unwrap();
+    s.connect(&to.into()).unwrap();
+    s.into()
+}
+
+#[test]
+fn strangers_are_refused_and_bad_frames_close_only_their_link() {
+    let mut nodes = start(&cluster_confs(3, ""));
+    let peers = peers_json(&nodes[0]);
+    let target = nodes[0].eccluster();
+
+    // A name not in peers.
+    let mut c = Line::connect(target);
+    c.send(&hello("stranger", "node1", &peers));
+    let l = c.line();
+    assert!(
+        l.starts_with("-ERR 'ECCluster_Listener: node refused: `stranger` is not in peers"),
+        "{l}"
+    );
+    assert!(c.closed());
+    nodes[0].wait_for_log("refused: `stranger` is not in peers");
+
+    // A peer's name from the wrong address (node2 is 127.0.0.2).
+    let mut c = Line::connect(target);
+    c.send(&hello("node2", "node1", &peers));
+    let l = c.line();
+    assert!(l.contains("this connection comes from 127.0.0.1"), "{l}");
+    assert!(c.closed());
+
+    // Another cluster (different peers list).
+    let mut c = Line::connect(target);
+    c.send(&hello("node2", "node1", "[[\"node2\",\"127.0.0.2:1\"]]"));
+    assert!(c.line().contains("peers lists differ"));
+
+    // Not a handshake at all.
+    let mut c = Line::connect(target);
+    c.send(b"GET / HTTP/1.0\r\n\r\n");
+    assert!(
+        c.line()
+            .starts_with("-ERR 'ECCluster_Listener: node refused: not a node handshake")
+    );
+    assert!(c.closed());
+
+    // A real node2 link (from 127.0.0.2), then an oversize frame on it.
+    for (bad, why) in [
+        (
+            vec![0x7f, 0xff, 0xff, 0xff, 1],
+            "over the 1048576-byte limit",
+        ),
+        (vec![0, 0, 0, 1, 200], "unknown frame kind 200"),
+    ] {
+        let mut raw = Line::from_stream(connect_from("127.0.0.2", target));
+        raw.send(&hello("node2", "node1", &peers));
+        assert_eq!(
+            raw.line(),
+            "ECCLUSTER-NODE-OK {\"protocol\":1,\"node\":\"node1\"}"
+        );
+        // A valid ping first: answered with a pong of the same id.
+        raw.send(&[0, 0, 0, 9, 1, 0, 0, 0, 0, 0, 0, 0, 42]);
+        assert_eq!(raw.read_exact(13), [0, 0, 0, 9, 2, 0, 0, 0, 0, 0, 0, 0, 42]);
+        raw.send(&bad);
+        assert!(raw.closed(), "{why}");
+        nodes[0].wait_for_log(why);
+        // Everything else keeps working: node1 reaches node2 and node3.
+        for peer in ["node2", "node3"] {
+            let (code, out, err) = cli(
+                &nodes[0],
+                &["ping", peer, "--count", "1", "--interval", "0"],
+            );
+            assert_eq!(code, 0, "{peer} after {why}: {out}{err}");
+        }
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn send_file_streams_20_mb_verified_and_refuses_what_it_must() {
+    let incoming = tempfile::tempdir().unwrap();
+    let confs = with_incoming(cluster_confs(3, ""), 1, incoming.path());
+    let nodes = start(&confs);
+
+    let src = tempfile::tempdir().unwrap();
+    let path = src.path().join("mainlog.ec");
+    let mut rng = Rng(0x5eed_f11e);
+    let mut data = Vec::with_capacity(20 << 20);
+    while data.len() < 20 << 20 {
+        data.extend_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    std::fs::File::create(&path)
+        .and_then(|mut f| f.write_all(&data))
+        .unwrap();
+    let want = sha256_hex(&data);
+
+    let p = path.to_str().unwrap();
+    let (code, out, err) = cli(&nodes[0], &["send-file", "node2", p]);
+    assert_eq!(code, 0, "{out}{err}");
+    eprintln!("{out}");
+    assert!(out.contains("20971520 bytes"), "{out}");
+    assert!(out.contains("MB/s"), "{out}");
+    assert!(out.contains(&format!("sha256 {want}")), "{out}");
+    let mut got = Vec::new();
+    std::fs::File::open(incoming.path().join("mainlog.ec"))
+        .and_then(|mut f| f.read_to_end(&mut got))
+        .unwrap();
+    assert!(got == data, "received file differs");
+    let names: Vec<_> = std::fs::read_dir(incoming.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["mainlog.ec"], "no temp files left");
+
+    // node3 has no incoming_dir.
+    let (code, _, err) = cli(&nodes[0], &["send-file", "node3", p]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("node node3: ") && err.contains("incoming_dir"),
+        "{err}"
+    );
+    // Relative paths, directories and missing files are refused by the sender.
+    let (code, _, err) = cli(&nodes[0], &["send-file", "node2", "mainlog.ec"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("is not an absolute path"), "{err}");
+    let (code, _, err) = cli(
+        &nodes[0],
+        &["send-file", "node2", src.path().to_str().unwrap()],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("not a regular file"), "{err}");
+    let missing = src.path().join("nope");
+    let (code, _, err) = cli(
+        &nodes[0],
+        &["send-file", "node2", missing.to_str().unwrap()],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("nope"), "{err}");
+}
