@@ -326,3 +326,22 @@ fn limits_and_suggestions() {
     let e = err("msgc_client { sever = ( a:1 ) }");
     assert_eq!(e.help()[0], "did you mean `server`?");
 }
+
+#[test]
+fn incoming_dir_is_an_absolute_path_on_the_listener_or_a_listen() {
+    assert_eq!(ok("").eccluster.incoming_dir, None);
+    let s = ok("ECCluster_Listener { incoming_dir = \"/var/spool/ec\" Listen \"*:4802\" { } }");
+    assert_eq!(
+        s.eccluster.incoming_dir.as_deref(),
+        Some(std::path::Path::new("/var/spool/ec"))
+    );
+    assert!(s.describe().contains("incoming_dir: /var/spool/ec"));
+    let s = ok("ECCluster_Listener { Listen \"*:4802\" { incoming_dir = \"/in\" } }");
+    assert_eq!(
+        s.eccluster.incoming_dir.as_deref(),
+        Some(std::path::Path::new("/in"))
+    );
+    let e = err("ECCluster_Listener {\n  incoming_dir = \"spool\"\n  Listen \"*:4802\" { }\n}");
+    assert!(e.to_string().contains("must be an absolute path"), "{e}");
+    assert_eq!(at(&e), (2, 18));
+}
