@@ -286,3 +286,25 @@ fn send_file_streams_20_mb_verified_and_refuses_what_it_must() {
     assert_ne!(code, 0);
     assert!(err.contains("nope"), "{err}");
 }
+
+#[test]
+fn idle_links_close_and_the_next_use_dials_again() {
+    let mut nodes = start(&cluster_confs(2, "  idle_timeout = 0.3"));
+    let ping = |n: &Node| cli(n, &["ping", "node2", "--count", "2", "--interval", "0"]);
+    let (code, out, err) = ping(&nodes[0]);
+    assert_eq!(code, 0, "{out}{err}");
+    // Both pings used one link, closed when idle (lines before "closed"
+    // have been read once it is seen; either end may close it first).
+    nodes[0].wait_for_log("node link node2: ended");
+    let ups = |n: &Node| {
+        n.log
+            .iter()
+            .filter(|l| l.contains("node link node2: up"))
+            .count()
+    };
+    assert_eq!(ups(&nodes[0]), 1, "{}", nodes[0].log.join("\n"));
+    nodes[0].log.clear();
+    let (code, out, err) = ping(&nodes[0]);
+    assert_eq!(code, 0, "{out}{err}");
+    nodes[0].wait_for_log("node link node2: up");
+}

@@ -389,10 +389,10 @@ impl NodeLinks {
         }
         // Whoever waited on this link learns it is gone (their queue closes).
         lock(&self.waiting).retain(|_, (g, _)| *g != handle.generation);
-        match result {
-            Ok(()) => log::info!("node link {peer}: closed"),
-            Err(e) => log::info!("node link {peer}: down ({e})"),
-        }
+        let why = result
+            .err()
+            .unwrap_or_else(|| "idle or stopping".to_owned());
+        log::info!("node link {peer}: ended ({why})");
     }
 
     async fn reader(
