@@ -191,7 +191,7 @@ fn a_node_without_the_secret_is_refused_with_a_clear_reason() {
 #[test]
 fn a_replayed_handshake_is_refused() {
     use ecclusterd::client::proto::ServerInfo;
-    use ecclusterd::mesh::secret::Secret;
+    use ecclusterd::mesh::secret::{Link, Proof, Secret};
     let content = "the-cluster-secret-of-this-test";
     let (_d, path) = secret_file(content);
     let confs = cluster_confs(2, &format!("  secret_file = \"{path}\""));
@@ -220,7 +220,13 @@ fn a_replayed_handshake_is_refused() {
         "MSGC-PEER {}\r\n",
         serde_json::json!({
             "protocol": 1, "node": "node1", "peers": peers, "eccluster": null,
-            "nonce": ours, "mac": secret.hello_mac(&challenge, ours, "node1", "node2"),
+            "nonce": ours, "mac": secret.hello_mac(&Proof {
+                link: Link::Mesh,
+                acceptor_nonce: &challenge,
+                dialer_nonce: ours,
+                dialer: "node1",
+                acceptor: "node2",
+            }),
         })
     );
     c.send(hello.as_bytes());

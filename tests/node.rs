@@ -308,3 +308,36 @@ fn idle_links_close_and_the_next_use_dials_again() {
     assert_eq!(code, 0, "{out}{err}");
     nodes[0].wait_for_log("node link node2: up");
 }
+
+#[test]
+fn node_links_authenticate_with_the_cluster_secret() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cluster.secret");
+    std::fs::write(&path, "the-cluster-secret-of-this-test\n").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let confs = cluster_confs(2, &format!("  secret_file = \"{}\"", path.display()));
+    let mut nodes = start(&confs);
+    // node1 → node2 over a direct link that proved the secret both ways.
+    let (code, out, err) = cli(
+        &nodes[0],
+        &["ping", "node2", "--count", "1", "--interval", "1"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    // A stranger gets the challenge first, and no answer to it is refused.
+    let peers = peers_json(&nodes[1]);
+    let mut s = connect_from("127.0.0.1", nodes[1].eccluster());
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut r, &mut line).unwrap();
+    assert!(line.starts_with("ECCLUSTER-CHALLENGE "), "{line}");
+    s.write_all(&hello("node1", "node2", &peers)).unwrap();
+    let mut answer = String::new();
+    std::io::BufRead::read_line(&mut r, &mut answer).unwrap();
+    assert_eq!(
+        answer.trim_end(),
+        "-ERR 'ECCluster_Listener: node refused: authentication failed: wrong or no cluster secret'"
+    );
+    nodes[1].wait_for_log("authentication failed");
+}

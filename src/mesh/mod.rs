@@ -150,6 +150,11 @@ impl Mesh {
         self.secret.is_some()
     }
 
+    /// The cluster secret, for the node links on ECCluster_Listener too.
+    pub fn secret(&self) -> Option<&secret::Secret> {
+        self.secret.as_ref()
+    }
+
     fn links(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Link>> {
         self.links.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -308,7 +313,13 @@ impl Mesh {
                 }
                 (Some(s), Some(theirs)) => {
                     let ours = secret::nonce().ok_or("no randomness for a nonce")?;
-                    let mac = s.hello_mac(theirs, &ours, &self.me, &peer.name);
+                    let mac = s.hello_mac(&secret::Proof {
+                        link: secret::Link::Mesh,
+                        acceptor_nonce: theirs,
+                        dialer_nonce: &ours,
+                        dialer: &self.me,
+                        acceptor: &peer.name,
+                    });
                     Some((theirs.clone(), ours, mac))
                 }
             };
@@ -340,7 +351,16 @@ impl Mesh {
             }
             if let (Some(s), Some((theirs, ours, _))) = (&self.secret, &proof) {
                 let ok = welcome.mac.as_deref().is_some_and(|m| {
-                    s.verify_welcome(m, theirs, ours, &self.me, &peer.name)
+                    s.verify_welcome(
+                        m,
+                        &secret::Proof {
+                            link: secret::Link::Mesh,
+                            acceptor_nonce: theirs,
+                            dialer_nonce: ours,
+                            dialer: &self.me,
+                            acceptor: &peer.name,
+                        },
+                    )
                 });
                 if !ok {
                     return Err("the peer could not prove it holds the cluster secret".to_owned());
@@ -407,9 +427,13 @@ impl Mesh {
             return;
         }
         let mac = match (&self.secret, &challenge, &hello.nonce) {
-            (Some(s), Some(ours), Some(theirs)) => {
-                Some(s.welcome_mac(ours, theirs, &hello.node, &self.me))
-            }
+            (Some(s), Some(ours), Some(theirs)) => Some(s.welcome_mac(&secret::Proof {
+                link: secret::Link::Mesh,
+                acceptor_nonce: ours,
+                dialer_nonce: theirs,
+                dialer: &hello.node,
+                acceptor: &self.me,
+            })),
             _ => None,
         };
         let welcome = Welcome {
@@ -445,7 +469,16 @@ impl Mesh {
                     .to_owned(),
             ),
             (Some(s), Some(ours), Some(theirs), Some(mac))
-                if s.verify_hello(mac, ours, theirs, &hello.node, &self.me) =>
+                if s.verify_hello(
+                    mac,
+                    &secret::Proof {
+                        link: secret::Link::Mesh,
+                        acceptor_nonce: ours,
+                        dialer_nonce: theirs,
+                        dialer: &hello.node,
+                        acceptor: &self.me,
+                    },
+                ) =>
             {
                 Ok(())
             }

@@ -65,87 +65,78 @@ impl Secret {
         m
     }
 
+    fn parts<'a>(p: &'a Proof<'a>, hello: bool) -> [&'a str; 5] {
+        if hello {
+            [
+                p.hello_tag(),
+                p.acceptor_nonce,
+                p.dialer_nonce,
+                p.dialer,
+                p.acceptor,
+            ]
+        } else {
+            [
+                p.welcome_tag(),
+                p.dialer_nonce,
+                p.acceptor_nonce,
+                p.acceptor,
+                p.dialer,
+            ]
+        }
+    }
+
     /// The dialer's proof: over both nonces and both names.
-    pub fn hello_mac(
-        &self,
-        acceptor_nonce: &str,
-        dialer_nonce: &str,
-        dialer: &str,
-        acceptor: &str,
-    ) -> String {
-        hex(&self
-            .mac(&[
-                "msgc-peer-hello",
-                acceptor_nonce,
-                dialer_nonce,
-                dialer,
-                acceptor,
-            ])
-            .finalize()
-            .into_bytes())
+    pub fn hello_mac(&self, p: &Proof<'_>) -> String {
+        hex(&self.mac(&Self::parts(p, true)).finalize().into_bytes())
     }
 
-    /// The acceptor's proof, with the nonces the other way round.
-    pub fn welcome_mac(
-        &self,
-        acceptor_nonce: &str,
-        dialer_nonce: &str,
-        dialer: &str,
-        acceptor: &str,
-    ) -> String {
-        hex(&self
-            .mac(&[
-                "msgc-peer-welcome",
-                dialer_nonce,
-                acceptor_nonce,
-                acceptor,
-                dialer,
-            ])
-            .finalize()
-            .into_bytes())
+    /// The acceptor's proof, with the nonces and names the other way round.
+    pub fn welcome_mac(&self, p: &Proof<'_>) -> String {
+        hex(&self.mac(&Self::parts(p, false)).finalize().into_bytes())
     }
 
-    /// Checks a proof in constant time.
-    pub fn verify_hello(
-        &self,
-        mac: &str,
-        acceptor_nonce: &str,
-        dialer_nonce: &str,
-        dialer: &str,
-        acceptor: &str,
-    ) -> bool {
-        unhex(mac).is_some_and(|tag| {
-            self.mac(&[
-                "msgc-peer-hello",
-                acceptor_nonce,
-                dialer_nonce,
-                dialer,
-                acceptor,
-            ])
-            .verify_slice(&tag)
-            .is_ok()
-        })
+    /// Checks a dialer's proof in constant time.
+    pub fn verify_hello(&self, mac: &str, p: &Proof<'_>) -> bool {
+        unhex(mac).is_some_and(|tag| self.mac(&Self::parts(p, true)).verify_slice(&tag).is_ok())
     }
 
-    pub fn verify_welcome(
-        &self,
-        mac: &str,
-        acceptor_nonce: &str,
-        dialer_nonce: &str,
-        dialer: &str,
-        acceptor: &str,
-    ) -> bool {
-        unhex(mac).is_some_and(|tag| {
-            self.mac(&[
-                "msgc-peer-welcome",
-                dialer_nonce,
-                acceptor_nonce,
-                acceptor,
-                dialer,
-            ])
-            .verify_slice(&tag)
-            .is_ok()
-        })
+    /// Checks an acceptor's proof in constant time.
+    pub fn verify_welcome(&self, mac: &str, p: &Proof<'_>) -> bool {
+        unhex(mac).is_some_and(|tag| self.mac(&Self::parts(p, false)).verify_slice(&tag).is_ok())
+    }
+}
+
+/// What a handshake proof covers. `link` tells the two protocols apart, so
+/// a proof made for one is no good on the other.
+pub struct Proof<'a> {
+    pub link: Link,
+    pub acceptor_nonce: &'a str,
+    pub dialer_nonce: &'a str,
+    pub dialer: &'a str,
+    pub acceptor: &'a str,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// msgc server ↔ msgc server (msgcserver_listener).
+    Mesh,
+    /// Node ↔ node (ECCluster_Listener).
+    Node,
+}
+
+impl Proof<'_> {
+    fn hello_tag(&self) -> &'static str {
+        match self.link {
+            Link::Mesh => "msgc-peer-hello",
+            Link::Node => "eccluster-node-hello",
+        }
+    }
+
+    fn welcome_tag(&self) -> &'static str {
+        match self.link {
+            Link::Mesh => "msgc-peer-welcome",
+            Link::Node => "eccluster-node-welcome",
+        }
     }
 }
 
@@ -175,23 +166,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn proofs_bind_nonces_names_and_direction() {
+    fn proofs_bind_nonces_names_direction_and_link() {
         let s = Secret::from_bytes(b"0123456789abcdef0123").unwrap();
-        let m = s.hello_mac("an", "dn", "node2", "node1");
-        assert!(s.verify_hello(&m, "an", "dn", "node2", "node1"));
+        let p = |an, dn, d, a| Proof {
+            link: Link::Mesh,
+            acceptor_nonce: an,
+            dialer_nonce: dn,
+            dialer: d,
+            acceptor: a,
+        };
+        let m = s.hello_mac(&p("an", "dn", "node2", "node1"));
+        assert!(s.verify_hello(&m, &p("an", "dn", "node2", "node1")));
         // Another acceptor nonce (a replay on a new connection) fails.
-        assert!(!s.verify_hello(&m, "an2", "dn", "node2", "node1"));
-        assert!(!s.verify_hello(&m, "an", "dn", "node3", "node1"));
-        // A hello proof is no welcome proof.
-        assert!(!s.verify_welcome(&m, "an", "dn", "node2", "node1"));
-        let w = s.welcome_mac("an", "dn", "node2", "node1");
-        assert!(s.verify_welcome(&w, "an", "dn", "node2", "node1"));
+        assert!(!s.verify_hello(&m, &p("an2", "dn", "node2", "node1")));
+        assert!(!s.verify_hello(&m, &p("an", "dn", "node3", "node1")));
+        // A hello proof is no welcome proof, and a mesh proof no node proof.
+        assert!(!s.verify_welcome(&m, &p("an", "dn", "node2", "node1")));
+        let node = Proof {
+            link: Link::Node,
+            ..p("an", "dn", "node2", "node1")
+        };
+        assert!(!s.verify_hello(&m, &node));
+        let w = s.welcome_mac(&p("an", "dn", "node2", "node1"));
+        assert!(s.verify_welcome(&w, &p("an", "dn", "node2", "node1")));
         // Another secret fails.
         let other = Secret::from_bytes(b"0123456789abcdef0124").unwrap();
-        assert!(!other.verify_hello(&m, "an", "dn", "node2", "node1"));
+        assert!(!other.verify_hello(&m, &p("an", "dn", "node2", "node1")));
         // Garbage is an error, not a panic.
         for bad in ["", "zz", "abc", &"f".repeat(1000)] {
-            assert!(!s.verify_hello(bad, "an", "dn", "node2", "node1"));
+            assert!(!s.verify_hello(bad, &p("an", "dn", "node2", "node1")));
         }
         assert_ne!(nonce(), nonce());
     }

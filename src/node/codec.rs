@@ -19,6 +19,8 @@ pub const PROTOCOL: u32 = 1;
 pub const HELLO_VERB: &str = "ECCLUSTER-NODE";
 /// The acceptor's answer.
 pub const WELCOME_VERB: &str = "ECCLUSTER-NODE-OK";
+/// With a cluster secret, the acceptor's first line: `ECCLUSTER-CHALLENGE <nonce>`.
+pub const CHALLENGE_VERB: &str = "ECCLUSTER-CHALLENGE";
 /// Largest frame `length` accepted: a 64 KiB chunk plus headers, a status
 /// reply, with room to spare. Anything longer closes the link.
 pub const MAX_FRAME: usize = 1 << 20;
@@ -33,6 +35,11 @@ pub struct Hello {
     pub node: String,
     pub to: String,
     pub peers: Vec<(String, String)>,
+    /// With a cluster secret: the dialler's nonce and proof (`mesh::secret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 /// The acceptor's answer.
@@ -40,6 +47,9 @@ pub struct Hello {
 pub struct Welcome {
     pub protocol: u32,
     pub node: String,
+    /// With a cluster secret: the acceptor's proof.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 /// Checks a dialler's [`Hello`]: protocol, the cluster identity and the
@@ -563,6 +573,8 @@ mod tests {
             node: "b".into(),
             to: "a".into(),
             peers: handshake::peer_list(&p),
+            nonce: None,
+            mac: None,
         };
         let l = handshake::line(HELLO_VERB, &h);
         assert!(l.starts_with(b"ECCLUSTER-NODE {\"protocol\":1,\"node\":\"b\",\"to\":\"a\""));

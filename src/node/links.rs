@@ -19,10 +19,13 @@ use async_channel::{Receiver, Sender};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt, future};
 use smol::Timer;
 
-use super::codec::{self, Decoder, Frame, HELLO_VERB, Hello, WELCOME_VERB, Welcome};
+use super::codec::{
+    self, CHALLENGE_VERB, Decoder, Frame, HELLO_VERB, Hello, WELCOME_VERB, Welcome,
+};
 use super::files::Incoming;
 use crate::config::{Peer, Settings};
 use crate::daemon::{Conn, Shutdown};
+use crate::mesh::secret;
 use crate::mesh::{self, Mesh, handshake};
 use crate::msgc::Bus;
 use crate::msgc::status::Counters;
@@ -244,23 +247,66 @@ impl NodeLinks {
             .map_err(|e| e.to_string())?;
         let _ = s.set_nodelay(true);
         let mut conn = Conn::Tcp(s);
+        let mut pending = Vec::new();
+        let secret = self.mesh.get().and_then(|m| m.secret());
+        // With a secret, the acceptor speaks first: its challenge.
+        let proof = match secret {
+            None => None,
+            Some(s) => {
+                let line = read_line(&mut conn, &mut pending, None).await?;
+                let theirs = challenge(&line)?;
+                let ours = secret::nonce().ok_or("no randomness for a nonce")?;
+                let mac = s.hello_mac(&secret::Proof {
+                    link: secret::Link::Node,
+                    acceptor_nonce: &theirs,
+                    dialer_nonce: &ours,
+                    dialer: &self.me,
+                    acceptor: peer,
+                });
+                Some((s, theirs, ours, mac))
+            }
+        };
         let hello = Hello {
             protocol: codec::PROTOCOL,
             node: self.me.clone(),
             to: peer.to_owned(),
             peers: handshake::peer_list(&self.peers),
+            nonce: proof.as_ref().map(|p| p.2.clone()),
+            mac: proof.as_ref().map(|p| p.3.clone()),
         };
         conn.write_all(&handshake::line(HELLO_VERB, &hello))
             .await
             .map_err(|e| e.to_string())?;
-        let mut pending = Vec::new();
         let answer = read_line(&mut conn, &mut pending, None).await?;
         if answer.starts_with(b"-ERR") {
             return Err(format!("refused: {}", String::from_utf8_lossy(&answer)));
         }
+        if answer.starts_with(CHALLENGE_VERB.as_bytes()) {
+            return Err(
+                "the peer requires a cluster secret and this node has none (set the same secret_file on every node)"
+                    .to_owned(),
+            );
+        }
         let w: Welcome = handshake::parse(WELCOME_VERB, &answer)?;
         if w.node != peer {
             return Err(format!("answered as `{}`, not `{peer}`", w.node));
+        }
+        if let Some((s, theirs, ours, _)) = &proof {
+            let proved = w.mac.as_deref().is_some_and(|m| {
+                s.verify_welcome(
+                    m,
+                    &secret::Proof {
+                        link: secret::Link::Node,
+                        acceptor_nonce: theirs,
+                        dialer_nonce: ours,
+                        dialer: &self.me,
+                        acceptor: peer,
+                    },
+                )
+            });
+            if !proved {
+                return Err("the peer could not prove it holds the cluster secret".to_owned());
+            }
         }
         Ok((conn, pending))
     }
@@ -269,13 +315,45 @@ impl NodeLinks {
     pub async fn accept(self: Arc<Self>, mut conn: Conn, remote: Option<SocketAddr>) {
         let who = remote.map_or_else(|| "unix socket".to_owned(), |a| a.to_string());
         let mut pending = Vec::new();
+        let secret = self.mesh.get().and_then(|m| m.secret());
+        let mut ours = None;
         let handshake = async {
+            if secret.is_some() {
+                let nonce = secret::nonce().ok_or("no randomness for a nonce")?;
+                conn.write_all(format!("{CHALLENGE_VERB} {nonce}\r\n").as_bytes())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                ours = Some(nonce);
+            }
             let line = read_line(&mut conn, &mut pending, Some(HELLO_VERB)).await?;
             let hello: Hello = handshake::parse(HELLO_VERB, &line)?;
             codec::check_hello(&hello, &self.me, &self.peers)?;
             match self.mesh.get() {
                 Some(m) => m.check_address(&hello.node, remote)?,
                 None => return Err("this node has no peers".to_owned()),
+            }
+            match (secret, ours.as_deref(), &hello.nonce, &hello.mac) {
+                (None, _, _, None) => {}
+                (None, _, _, Some(_)) => {
+                    return Err(
+                        "the peer has a cluster secret and this node has none (set the same secret_file on every node)"
+                            .to_owned(),
+                    );
+                }
+                (Some(s), Some(ours), Some(theirs), Some(mac))
+                    if s.verify_hello(
+                        mac,
+                        &secret::Proof {
+                            link: secret::Link::Node,
+                            acceptor_nonce: ours,
+                            dialer_nonce: theirs,
+                            dialer: &hello.node,
+                            acceptor: &self.me,
+                        },
+                    ) => {}
+                (Some(_), ..) => {
+                    return Err("authentication failed: wrong or no cluster secret".to_owned());
+                }
             }
             Ok(hello)
         }
@@ -302,9 +380,20 @@ impl NodeLinks {
                 return;
             }
         };
+        let mac = match (secret, &ours, &hello.nonce) {
+            (Some(s), Some(ours), Some(theirs)) => Some(s.welcome_mac(&secret::Proof {
+                link: secret::Link::Node,
+                acceptor_nonce: ours,
+                dialer_nonce: theirs,
+                dialer: &hello.node,
+                acceptor: &self.me,
+            })),
+            _ => None,
+        };
         let welcome = Welcome {
             protocol: codec::PROTOCOL,
             node: self.me.clone(),
+            mac,
         };
         if conn
             .write_all(&handshake::line(WELCOME_VERB, &welcome))
@@ -585,6 +674,22 @@ impl NodeLinks {
 /// Reads one `\n`-terminated line (CR dropped) of at most
 /// [`codec::MAX_HANDSHAKE_LINE`] bytes; bytes after it stay in `pending`.
 /// With `verb`, input that cannot be `verb ` fails at once.
+/// The nonce of an `ECCLUSTER-CHALLENGE` line.
+fn challenge(line: &[u8]) -> Result<String, String> {
+    if line.starts_with(b"-ERR") {
+        return Err(format!("refused: {}", String::from_utf8_lossy(line)));
+    }
+    line.strip_prefix(CHALLENGE_VERB.as_bytes())
+        .and_then(|r| r.strip_prefix(b" "))
+        .and_then(|n| std::str::from_utf8(n).ok())
+        .filter(|n| !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            "the peer offers no challenge: it has no cluster secret (set the same secret_file on every node)"
+                .to_owned()
+        })
+}
+
 async fn read_line(
     conn: &mut Conn,
     pending: &mut Vec<u8>,
