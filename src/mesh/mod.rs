@@ -303,26 +303,13 @@ impl Mesh {
                 .and_then(|j| serde_json::from_slice(j).ok())
                 .ok_or("not an msgc listener (no INFO)")?;
             // With a secret: answer the listener's challenge, and send ours.
-            let proof = match (&self.secret, &info.msgc_peer_nonce) {
-                (None, _) => None,
-                (Some(_), None) => {
-                    return Err(
-                        "the peer offers no challenge: it has no cluster secret (set the same secret_file on every node)"
-                            .to_owned(),
-                    );
-                }
-                (Some(s), Some(theirs)) => {
-                    let ours = secret::nonce().ok_or("no randomness for a nonce")?;
-                    let mac = s.hello_mac(&secret::Proof {
-                        link: secret::Link::Mesh,
-                        acceptor_nonce: theirs,
-                        dialer_nonce: &ours,
-                        dialer: &self.me,
-                        acceptor: &peer.name,
-                    });
-                    Some((theirs.clone(), ours, mac))
-                }
+            let sides = secret::Sides {
+                link: secret::Link::Mesh,
+                dialer: &self.me,
+                acceptor: &peer.name,
             };
+            let challenge = info.msgc_peer_nonce;
+            let proof = secret::dialer_proof(self.secret.as_ref(), sides, challenge.as_deref())?;
             let local = match &conn {
                 Conn::Tcp(s) => s.local_addr().ok(),
                 Conn::Unix(_) => None,
@@ -332,8 +319,8 @@ impl Mesh {
                 node: self.me.clone(),
                 peers: handshake::peer_list(&self.peers),
                 eccluster: self.advertise(local),
-                nonce: proof.as_ref().map(|p| p.1.clone()),
-                mac: proof.as_ref().map(|p| p.2.clone()),
+                nonce: proof.as_ref().map(|p| p.0.clone()),
+                mac: proof.as_ref().map(|p| p.1.clone()),
             };
             conn.write_all(&handshake::line(HELLO_VERB, &hello))
                 .await
@@ -349,23 +336,13 @@ impl Mesh {
                     welcome.node, peer.name
                 ));
             }
-            if let (Some(s), Some((theirs, ours, _))) = (&self.secret, &proof) {
-                let ok = welcome.mac.as_deref().is_some_and(|m| {
-                    s.verify_welcome(
-                        m,
-                        &secret::Proof {
-                            link: secret::Link::Mesh,
-                            acceptor_nonce: theirs,
-                            dialer_nonce: ours,
-                            dialer: &self.me,
-                            acceptor: &peer.name,
-                        },
-                    )
-                });
-                if !ok {
-                    return Err("the peer could not prove it holds the cluster secret".to_owned());
-                }
-            }
+            secret::check_acceptor(
+                self.secret.as_ref(),
+                sides,
+                challenge.as_deref(),
+                hello.nonce.as_deref(),
+                welcome.mac.as_deref(),
+            )?;
             Ok((conn, pending, welcome))
         }
         .or(async {
@@ -426,16 +403,17 @@ impl Mesh {
             conn.shutdown();
             return;
         }
-        let mac = match (&self.secret, &challenge, &hello.nonce) {
-            (Some(s), Some(ours), Some(theirs)) => Some(s.welcome_mac(&secret::Proof {
-                link: secret::Link::Mesh,
-                acceptor_nonce: ours,
-                dialer_nonce: theirs,
-                dialer: &hello.node,
-                acceptor: &self.me,
-            })),
-            _ => None,
+        let sides = secret::Sides {
+            link: secret::Link::Mesh,
+            dialer: &hello.node,
+            acceptor: &self.me,
         };
+        let mac = secret::acceptor_mac(
+            self.secret.as_ref(),
+            sides,
+            challenge.as_deref(),
+            hello.nonce.as_deref(),
+        );
         let welcome = Welcome {
             protocol: PROTOCOL,
             node: self.me.clone(),
@@ -459,31 +437,20 @@ impl Mesh {
         }
     }
 
-    /// With a cluster secret, the dialer must have answered our challenge;
-    /// without one, a dialer that sends a proof has a secret we lack.
+    /// With a cluster secret, the dialer must have answered our challenge.
     fn check_proof(&self, hello: &Hello, challenge: Option<&str>) -> Result<(), String> {
-        match (&self.secret, challenge, &hello.nonce, &hello.mac) {
-            (None, _, _, None) => Ok(()),
-            (None, _, _, Some(_)) => Err(
-                "the peer has a cluster secret and this node has none (set the same secret_file on every node)"
-                    .to_owned(),
-            ),
-            (Some(s), Some(ours), Some(theirs), Some(mac))
-                if s.verify_hello(
-                    mac,
-                    &secret::Proof {
-                        link: secret::Link::Mesh,
-                        acceptor_nonce: ours,
-                        dialer_nonce: theirs,
-                        dialer: &hello.node,
-                        acceptor: &self.me,
-                    },
-                ) =>
-            {
-                Ok(())
-            }
-            (Some(_), ..) => Err("authentication failed: wrong or no cluster secret".to_owned()),
-        }
+        let sides = secret::Sides {
+            link: secret::Link::Mesh,
+            dialer: &hello.node,
+            acceptor: &self.me,
+        };
+        secret::check_dialer(
+            self.secret.as_ref(),
+            sides,
+            challenge,
+            hello.nonce.as_deref(),
+            hello.mac.as_deref(),
+        )
     }
 
     /// A peer's configured host, when it is an IP literal, must be where it connects from.

@@ -140,6 +140,104 @@ impl Proof<'_> {
     }
 }
 
+/// The two ends of a handshake being proved.
+#[derive(Clone, Copy, Debug)]
+pub struct Sides<'a> {
+    pub link: Link,
+    pub dialer: &'a str,
+    pub acceptor: &'a str,
+}
+
+impl<'a> Sides<'a> {
+    fn proof(self, acceptor_nonce: &'a str, dialer_nonce: &'a str) -> Proof<'a> {
+        Proof {
+            link: self.link,
+            acceptor_nonce,
+            dialer_nonce,
+            dialer: self.dialer,
+            acceptor: self.acceptor,
+        }
+    }
+}
+
+/// Said when one end has a secret and the other has none.
+const SECRETS_DIFFER: &str = "set the same secret_file on every node";
+
+/// Acceptor: checks the dialer's answer (`nonce`, `mac`) to our `challenge`.
+pub fn check_dialer(
+    secret: Option<&Secret>,
+    sides: Sides<'_>,
+    challenge: Option<&str>,
+    nonce: Option<&str>,
+    mac: Option<&str>,
+) -> Result<(), String> {
+    match (secret, challenge, nonce, mac) {
+        (None, _, _, None) => Ok(()),
+        (None, _, _, Some(_)) => Err(format!(
+            "the peer has a cluster secret and this node has none ({SECRETS_DIFFER})"
+        )),
+        (Some(s), Some(c), Some(n), Some(m)) if s.verify_hello(m, &sides.proof(c, n)) => Ok(()),
+        (Some(_), ..) => Err("authentication failed: wrong or no cluster secret".to_owned()),
+    }
+}
+
+/// Acceptor: its own proof for the answer (none without a secret).
+pub fn acceptor_mac(
+    secret: Option<&Secret>,
+    sides: Sides<'_>,
+    challenge: Option<&str>,
+    nonce: Option<&str>,
+) -> Option<String> {
+    match (secret, challenge, nonce) {
+        (Some(s), Some(c), Some(n)) => Some(s.welcome_mac(&sides.proof(c, n))),
+        _ => None,
+    }
+}
+
+/// Dialer: a fresh nonce and the proof answering the acceptor's
+/// `challenge`; `None` without a secret. A secret but no challenge means the
+/// acceptor has none.
+pub fn dialer_proof(
+    secret: Option<&Secret>,
+    sides: Sides<'_>,
+    challenge: Option<&str>,
+) -> Result<Option<(String, String)>, String> {
+    let Some(s) = secret else { return Ok(None) };
+    let Some(c) = challenge else {
+        return Err(format!(
+            "the peer offers no challenge: it has no cluster secret ({SECRETS_DIFFER})"
+        ));
+    };
+    let nonce = nonce().ok_or("no randomness for a nonce")?;
+    let mac = s.hello_mac(&sides.proof(c, &nonce));
+    Ok(Some((nonce, mac)))
+}
+
+/// Dialer: checks the acceptor's proof, when we proved ours.
+pub fn check_acceptor(
+    secret: Option<&Secret>,
+    sides: Sides<'_>,
+    challenge: Option<&str>,
+    nonce: Option<&str>,
+    mac: Option<&str>,
+) -> Result<(), String> {
+    match (secret, challenge, nonce) {
+        (Some(s), Some(c), Some(n)) => {
+            if mac.is_some_and(|m| s.verify_welcome(m, &sides.proof(c, n))) {
+                Ok(())
+            } else {
+                Err("the peer could not prove it holds the cluster secret".to_owned())
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Said to a dialler without a secret that was challenged.
+pub fn challenged_without_secret() -> String {
+    format!("the peer requires a cluster secret and this node has none ({SECRETS_DIFFER})")
+}
+
 /// A fresh 128-bit nonce, hex; `None` if the OS has no randomness to give.
 pub fn nonce() -> Option<String> {
     let mut b = [0u8; 16];

@@ -249,30 +249,24 @@ impl NodeLinks {
         let mut conn = Conn::Tcp(s);
         let mut pending = Vec::new();
         let secret = self.mesh.get().and_then(|m| m.secret());
-        // With a secret, the acceptor speaks first: its challenge.
-        let proof = match secret {
-            None => None,
-            Some(s) => {
-                let line = read_line(&mut conn, &mut pending, None).await?;
-                let theirs = challenge(&line)?;
-                let ours = secret::nonce().ok_or("no randomness for a nonce")?;
-                let mac = s.hello_mac(&secret::Proof {
-                    link: secret::Link::Node,
-                    acceptor_nonce: &theirs,
-                    dialer_nonce: &ours,
-                    dialer: &self.me,
-                    acceptor: peer,
-                });
-                Some((s, theirs, ours, mac))
-            }
+        let sides = secret::Sides {
+            link: secret::Link::Node,
+            dialer: &self.me,
+            acceptor: peer,
         };
+        // With a secret, the acceptor speaks first: its challenge.
+        let challenge = match secret {
+            None => None,
+            Some(_) => Some(challenge(&read_line(&mut conn, &mut pending, None).await?)?),
+        };
+        let proof = secret::dialer_proof(secret, sides, challenge.as_deref())?;
         let hello = Hello {
             protocol: codec::PROTOCOL,
             node: self.me.clone(),
             to: peer.to_owned(),
             peers: handshake::peer_list(&self.peers),
-            nonce: proof.as_ref().map(|p| p.2.clone()),
-            mac: proof.as_ref().map(|p| p.3.clone()),
+            nonce: proof.as_ref().map(|p| p.0.clone()),
+            mac: proof.as_ref().map(|p| p.1.clone()),
         };
         conn.write_all(&handshake::line(HELLO_VERB, &hello))
             .await
@@ -282,32 +276,19 @@ impl NodeLinks {
             return Err(format!("refused: {}", String::from_utf8_lossy(&answer)));
         }
         if answer.starts_with(CHALLENGE_VERB.as_bytes()) {
-            return Err(
-                "the peer requires a cluster secret and this node has none (set the same secret_file on every node)"
-                    .to_owned(),
-            );
+            return Err(secret::challenged_without_secret());
         }
         let w: Welcome = handshake::parse(WELCOME_VERB, &answer)?;
         if w.node != peer {
             return Err(format!("answered as `{}`, not `{peer}`", w.node));
         }
-        if let Some((s, theirs, ours, _)) = &proof {
-            let proved = w.mac.as_deref().is_some_and(|m| {
-                s.verify_welcome(
-                    m,
-                    &secret::Proof {
-                        link: secret::Link::Node,
-                        acceptor_nonce: theirs,
-                        dialer_nonce: ours,
-                        dialer: &self.me,
-                        acceptor: peer,
-                    },
-                )
-            });
-            if !proved {
-                return Err("the peer could not prove it holds the cluster secret".to_owned());
-            }
-        }
+        secret::check_acceptor(
+            secret,
+            sides,
+            challenge.as_deref(),
+            hello.nonce.as_deref(),
+            w.mac.as_deref(),
+        )?;
         Ok((conn, pending))
     }
 
@@ -332,29 +313,18 @@ impl NodeLinks {
                 Some(m) => m.check_address(&hello.node, remote)?,
                 None => return Err("this node has no peers".to_owned()),
             }
-            match (secret, ours.as_deref(), &hello.nonce, &hello.mac) {
-                (None, _, _, None) => {}
-                (None, _, _, Some(_)) => {
-                    return Err(
-                        "the peer has a cluster secret and this node has none (set the same secret_file on every node)"
-                            .to_owned(),
-                    );
-                }
-                (Some(s), Some(ours), Some(theirs), Some(mac))
-                    if s.verify_hello(
-                        mac,
-                        &secret::Proof {
-                            link: secret::Link::Node,
-                            acceptor_nonce: ours,
-                            dialer_nonce: theirs,
-                            dialer: &hello.node,
-                            acceptor: &self.me,
-                        },
-                    ) => {}
-                (Some(_), ..) => {
-                    return Err("authentication failed: wrong or no cluster secret".to_owned());
-                }
-            }
+            let sides = secret::Sides {
+                link: secret::Link::Node,
+                dialer: &hello.node,
+                acceptor: &self.me,
+            };
+            secret::check_dialer(
+                secret,
+                sides,
+                ours.as_deref(),
+                hello.nonce.as_deref(),
+                hello.mac.as_deref(),
+            )?;
             Ok(hello)
         }
         .or(async {
@@ -380,16 +350,12 @@ impl NodeLinks {
                 return;
             }
         };
-        let mac = match (secret, &ours, &hello.nonce) {
-            (Some(s), Some(ours), Some(theirs)) => Some(s.welcome_mac(&secret::Proof {
-                link: secret::Link::Node,
-                acceptor_nonce: ours,
-                dialer_nonce: theirs,
-                dialer: &hello.node,
-                acceptor: &self.me,
-            })),
-            _ => None,
+        let sides = secret::Sides {
+            link: secret::Link::Node,
+            dialer: &hello.node,
+            acceptor: &self.me,
         };
+        let mac = secret::acceptor_mac(secret, sides, ours.as_deref(), hello.nonce.as_deref());
         let welcome = Welcome {
             protocol: codec::PROTOCOL,
             node: self.me.clone(),
@@ -684,10 +650,7 @@ fn challenge(line: &[u8]) -> Result<String, String> {
         .and_then(|n| std::str::from_utf8(n).ok())
         .filter(|n| !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
         .map(str::to_owned)
-        .ok_or_else(|| {
-            "the peer offers no challenge: it has no cluster secret (set the same secret_file on every node)"
-                .to_owned()
-        })
+        .ok_or_else(|| "the peer offers no challenge: it has no cluster secret (set the same secret_file on every node)".to_owned())
 }
 
 async fn read_line(
