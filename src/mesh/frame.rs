@@ -59,20 +59,42 @@ impl Frame {
     }
 }
 
-/// Incremental decoder: feed bytes as they arrive, take frames out.
-pub struct Decoder {
+/// A frame kind's body decoder; the length prefix is [`Decoder`]'s. Shared
+/// by the peer links and the node links (`node::codec`), which frame alike.
+pub trait Body: Sized {
+    fn decode(kind: u8, body: Bytes) -> Result<Self, FrameError>;
+}
+
+impl Body for Frame {
+    fn decode(k: u8, body: Bytes) -> Result<Frame, FrameError> {
+        let stamp =
+            |b: &Bytes| -> Option<u64> { Some(u64::from_be_bytes(b.as_ref().try_into().ok()?)) };
+        match k {
+            kind::PING => stamp(&body).map(Frame::Ping).ok_or(FrameError::BadBody(k)),
+            kind::PONG => stamp(&body).map(Frame::Pong).ok_or(FrameError::BadBody(k)),
+            kind::ORDER => Ok(Frame::Order(body)),
+            other => Err(FrameError::UnknownKind(other)),
+        }
+    }
+}
+
+/// Incremental decoder: feed bytes as they arrive, take frames out. Holds at
+/// most one frame (`max` + 4 bytes) plus one read; after an error, nothing.
+pub struct Decoder<F = Frame> {
     buf: BytesMut,
     max: usize,
     dead: bool,
+    frames: std::marker::PhantomData<fn() -> F>,
 }
 
-impl Decoder {
+impl<F: Body> Decoder<F> {
     /// `max`: the largest `length` accepted.
     pub fn new(max: usize) -> Self {
         Decoder {
             buf: BytesMut::new(),
             max,
             dead: false,
+            frames: std::marker::PhantomData,
         }
     }
 
@@ -83,22 +105,16 @@ impl Decoder {
     }
 
     /// The next whole frame; after an error, nothing more.
-    pub fn next_frame(&mut self) -> Option<Result<Frame, FrameError>> {
+    pub fn next_frame(&mut self) -> Option<Result<F, FrameError>> {
         if self.dead || self.buf.len() < 4 {
             return None;
         }
         let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
-        let err = if len == 0 {
-            Some(FrameError::Empty)
-        } else if len > self.max {
-            Some(FrameError::TooLong { len, max: self.max })
-        } else {
-            None
-        };
-        if let Some(e) = err {
-            self.dead = true;
-            self.buf = BytesMut::new();
-            return Some(Err(e));
+        if len == 0 {
+            return Some(Err(self.die(FrameError::Empty)));
+        }
+        if len > self.max {
+            return Some(Err(self.die(FrameError::TooLong { len, max: self.max })));
         }
         if self.buf.len() < 4 + len {
             return None;
@@ -107,24 +123,13 @@ impl Decoder {
         let mut body = self.buf.split_to(len).freeze();
         let k = body[0];
         body.advance(1);
-        let stamp =
-            |b: &Bytes| -> Option<u64> { Some(u64::from_be_bytes(b.as_ref().try_into().ok()?)) };
-        let frame = match k {
-            kind::PING => stamp(&body).map(Frame::Ping),
-            kind::PONG => stamp(&body).map(Frame::Pong),
-            kind::ORDER => Some(Frame::Order(body)),
-            other => {
-                self.dead = true;
-                return Some(Err(FrameError::UnknownKind(other)));
-            }
-        };
-        match frame {
-            Some(f) => Some(Ok(f)),
-            None => {
-                self.dead = true;
-                Some(Err(FrameError::BadBody(k)))
-            }
-        }
+        Some(F::decode(k, body).map_err(|e| self.die(e)))
+    }
+
+    fn die(&mut self, e: FrameError) -> FrameError {
+        self.dead = true;
+        self.buf = BytesMut::new();
+        e
     }
 }
 
@@ -145,7 +150,7 @@ mod tests {
             f.encode(&mut wire);
         }
         for split in 0..wire.len() {
-            let mut d = Decoder::new(1 << 20);
+            let mut d = Decoder::<Frame>::new(1 << 20);
             let mut got = Vec::new();
             for part in [&wire[..split], &wire[split..]] {
                 d.feed(part);
@@ -159,7 +164,7 @@ mod tests {
 
     #[test]
     fn limits_and_garbage() {
-        let mut d = Decoder::new(16);
+        let mut d = Decoder::<Frame>::new(16);
         d.feed(&17u32.to_be_bytes());
         assert_eq!(
             d.next_frame(),
@@ -167,19 +172,19 @@ mod tests {
         );
         assert_eq!(d.next_frame(), None, "dead after an error");
         // Exactly at the limit is fine.
-        let mut d = Decoder::new(16);
+        let mut d = Decoder::<Frame>::new(16);
         Frame::Order(Bytes::from(vec![0; 15])).encode(&mut Vec::new());
         let mut w = Vec::new();
         Frame::Order(Bytes::from(vec![0; 15])).encode(&mut w);
         d.feed(&w);
         assert!(matches!(d.next_frame(), Some(Ok(Frame::Order(b))) if b.len() == 15));
-        let mut d = Decoder::new(16);
+        let mut d = Decoder::<Frame>::new(16);
         d.feed(&[0, 0, 0, 0]);
         assert_eq!(d.next_frame(), Some(Err(FrameError::Empty)));
-        let mut d = Decoder::new(16);
+        let mut d = Decoder::<Frame>::new(16);
         d.feed(&[0, 0, 0, 1, 99]);
         assert_eq!(d.next_frame(), Some(Err(FrameError::UnknownKind(99))));
-        let mut d = Decoder::new(16);
+        let mut d = Decoder::<Frame>::new(16);
         d.feed(&[0, 0, 0, 2, kind::PING, 1]);
         assert_eq!(d.next_frame(), Some(Err(FrameError::BadBody(kind::PING))));
     }

@@ -7,7 +7,7 @@
 //! `u32 length (big-endian) | u8 kind | body`, where `length` counts the kind
 //! byte and the body and is at most the decoder's limit ([`MAX_FRAME`]).
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Peer;
@@ -131,26 +131,7 @@ pub enum Frame {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FrameError {
-    TooLong { len: usize, max: usize },
-    Empty,
-    UnknownKind(u8),
-    BadBody(u8),
-}
-
-impl std::fmt::Display for FrameError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FrameError::TooLong { len, max } => {
-                write!(f, "frame of {len} bytes over the {max}-byte limit")
-            }
-            FrameError::Empty => f.write_str("empty frame"),
-            FrameError::UnknownKind(k) => write!(f, "unknown frame kind {k}"),
-            FrameError::BadBody(k) => write!(f, "malformed body for frame kind {k}"),
-        }
-    }
-}
+pub use crate::mesh::frame::FrameError;
 
 impl Frame {
     /// Appends the encoded frame to `out`.
@@ -225,62 +206,13 @@ impl Frame {
     }
 }
 
-/// Incremental decoder: feed bytes as they arrive, take frames out. Holds at
-/// most one frame (`max` + 4 bytes) plus one read.
-pub struct Decoder {
-    buf: BytesMut,
-    max: usize,
-    dead: bool,
-}
+/// Incremental decoder: the peer links' length-prefixed framing, with this
+/// protocol's frame kinds.
+pub type Decoder = crate::mesh::frame::Decoder<Frame>;
 
-impl Decoder {
-    /// `max`: the largest `length` accepted.
-    pub fn new(max: usize) -> Self {
-        Decoder {
-            buf: BytesMut::new(),
-            max,
-            dead: false,
-        }
-    }
-
-    pub fn feed(&mut self, bytes: &[u8]) {
-        if !self.dead {
-            self.buf.extend_from_slice(bytes);
-        }
-    }
-
-    /// The next whole frame; after an error, nothing more.
-    pub fn next_frame(&mut self) -> Option<Result<Frame, FrameError>> {
-        if self.dead || self.buf.len() < 4 {
-            return None;
-        }
-        let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
-        let err = if len == 0 {
-            Some(FrameError::Empty)
-        } else if len > self.max {
-            Some(FrameError::TooLong { len, max: self.max })
-        } else {
-            None
-        };
-        if let Some(e) = err {
-            return Some(Err(self.die(e)));
-        }
-        if self.buf.len() < 4 + len {
-            return None;
-        }
-        self.buf.advance(4);
-        let mut body = self.buf.split_to(len).freeze();
-        let k = body.get_u8();
-        match decode_body(k, body) {
-            Ok(f) => Some(Ok(f)),
-            Err(e) => Some(Err(self.die(e))),
-        }
-    }
-
-    fn die(&mut self, e: FrameError) -> FrameError {
-        self.dead = true;
-        self.buf = BytesMut::new();
-        e
+impl crate::mesh::frame::Body for Frame {
+    fn decode(kind: u8, body: Bytes) -> Result<Frame, FrameError> {
+        decode_body(kind, body)
     }
 }
 
