@@ -341,3 +341,51 @@ fn node_links_authenticate_with_the_cluster_secret() {
     );
     nodes[1].wait_for_log("authentication failed");
 }
+
+#[test]
+fn replies_to_another_nodes_request_go_straight_to_it() {
+    let mut nodes = start(&cluster_confs(3, ""));
+    // The request itself is ordered: wait until every node delivers.
+    for n in &mut nodes {
+        n.wait_for_log("members node1 node2 node3 (");
+    }
+    let before = (status_json(&nodes[0]), status_json(&nodes[2]));
+    // A responder on node3, a requester on node1 (as `ecclusterd request` is).
+    let mut responder = Nats::quiet(nodes[2].msgc());
+    responder.send(b"SUB svc.echo 1\r\n");
+    responder.sync_empty();
+    let server = nodes[0].msgc().to_string();
+    let requester = std::thread::spawn(move || {
+        run_cmd(
+            &[
+                "request",
+                "-s",
+                &server,
+                "svc.echo",
+                "hello",
+                "--timeout",
+                "20000",
+            ],
+            None,
+        )
+    });
+    let req = responder.msg();
+    let reply_to = req.reply.clone().expect("a reply subject");
+    responder.publish(&reply_to, b"hello back");
+    responder.sync_empty();
+    let (code, out, err) = requester.join().unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "hello back");
+    // The reply left node3 on its direct link to node1, not through the order.
+    let after = (status_json(&nodes[0]), status_json(&nodes[2]));
+    assert!(
+        counter(&after.1, "direct_frames_out") > counter(&before.1, "direct_frames_out"),
+        "node3 sent no direct frame: {}",
+        after.1
+    );
+    assert!(
+        counter(&after.0, "direct_frames_in") > counter(&before.0, "direct_frames_in"),
+        "node1 received no direct frame: {}",
+        after.0
+    );
+}

@@ -73,6 +73,9 @@ pub struct Bus {
     mesh: OnceLock<Arc<Mesh>>,
     ordered: OnceLock<Arc<ordered::Ordered>>,
     node_links: OnceLock<Arc<crate::node::NodeLinks>>,
+    /// Reply subjects of requests from other nodes, and those nodes: replies
+    /// go there directly instead of through the order.
+    reply_routes: Mutex<crate::node::direct::Routes>,
 }
 
 impl Bus {
@@ -101,6 +104,7 @@ impl Bus {
             mesh: OnceLock::new(),
             ordered: OnceLock::new(),
             node_links: OnceLock::new(),
+            reply_routes: Mutex::new(crate::node::direct::Routes::default()),
         }
     }
 
@@ -121,6 +125,23 @@ impl Bus {
 
     pub fn node_links(&self) -> Option<&Arc<crate::node::NodeLinks>> {
         self.node_links.get()
+    }
+
+    /// A request from `node` asked for replies on `subject`.
+    pub fn learn_reply_route(&self, subject: &str, node: &str) {
+        self.reply_routes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .learn(subject, node);
+    }
+
+    /// The node whose client awaits replies on `subject`, if another one.
+    pub fn reply_route(&self, subject: &str) -> Option<String> {
+        self.reply_routes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .node_for(subject)
+            .map(str::to_owned)
     }
 
     /// With peers, publishes go through the total order.

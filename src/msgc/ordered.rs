@@ -369,6 +369,12 @@ impl Driver {
                     Entry::Publish(p) => {
                         let origin = self.name(p.id.origin);
                         let sender = private_name(p.client, &origin);
+                        // Replies to another node's request go to it directly.
+                        if p.id.origin != self.me
+                            && let Some(reply) = p.reply.as_deref()
+                        {
+                            bus.learn_reply_route(reply, &origin);
+                        }
                         // Echo suppression and no-responders concern local publishers only.
                         let from = if p.id.origin == self.me { p.client } else { 0 };
                         router.publish(

@@ -394,6 +394,23 @@ fn process(
                 if let Some(ord) = bus.ordered()
                     && !subject.starts_with("$MSGC.")
                 {
+                    // A reply to another node's request needs no order: it
+                    // goes straight to that node (falling back to the order
+                    // when it cannot).
+                    if let (Some(node), Some(links)) = (bus.reply_route(&subject), bus.node_links())
+                    {
+                        let d = crate::node::codec::Delivery {
+                            subject: subject.clone(),
+                            reply: reply.clone(),
+                            sender: shared.client.private_name.clone(),
+                            headers: headers.clone(),
+                            payload: payload.clone(),
+                        };
+                        if links.send_direct(&node, d) {
+                            ok(shared);
+                            continue;
+                        }
+                    }
                     let c = &shared.client;
                     let seq = c.published.fetch_add(1, Ordering::Relaxed) + 1;
                     let input = Input::Publish {

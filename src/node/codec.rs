@@ -87,6 +87,7 @@ pub mod kind {
     pub const FILE_CHUNK: u8 = 6;
     pub const FILE_CREDIT: u8 = 7;
     pub const FILE_DONE: u8 = 8;
+    pub const DELIVER: u8 = 9;
 }
 
 /// One frame. `id`s are chosen by the side that starts the exchange
@@ -129,6 +130,20 @@ pub enum Frame {
         ok: bool,
         error: String,
     },
+    /// A bus message for the receiving node's subscribers that needs no
+    /// cluster-wide order (a reply to a request from that node).
+    Deliver(Box<Delivery>),
+}
+
+/// What a `Deliver` frame carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub subject: String,
+    pub reply: Option<String>,
+    /// The publisher's private name (`Msgc-Sender`).
+    pub sender: String,
+    pub headers: Option<Bytes>,
+    pub payload: Bytes,
 }
 
 pub use crate::mesh::frame::FrameError;
@@ -187,6 +202,14 @@ impl Frame {
                 out.push(u8::from(*ok));
                 out.extend_from_slice(error.as_bytes());
             }
+            Frame::Deliver(d) => {
+                out.push(kind::DELIVER);
+                for s in [Some(&d.subject), d.reply.as_ref(), Some(&d.sender)] {
+                    put_opt(out, s.map(|s| s.as_bytes()));
+                }
+                put_opt(out, d.headers.as_deref());
+                out.extend_from_slice(&d.payload);
+            }
         }
         let len = u32::try_from(out.len() - start - 4).unwrap_or(u32::MAX);
         out[start..start + 4].copy_from_slice(&len.to_be_bytes());
@@ -201,6 +224,13 @@ impl Frame {
             Frame::FileChunk { bytes, .. } => 16 + bytes.len(),
             Frame::FileCredit { .. } => 16,
             Frame::FileDone { error, .. } => 9 + error.len(),
+            Frame::Deliver(d) => {
+                16 + d.subject.len()
+                    + d.reply.as_ref().map_or(0, String::len)
+                    + d.sender.len()
+                    + d.headers.as_ref().map_or(0, Bytes::len)
+                    + d.payload.len()
+            }
         };
         4 + 1 + body
     }
@@ -292,8 +322,47 @@ fn decode_body(k: u8, mut b: Bytes) -> Result<Frame, FrameError> {
                 error: text(b)?,
             })
         }
+        kind::DELIVER => {
+            let field = |b: &mut Bytes| take_opt(b).ok_or(FrameError::BadBody(k));
+            let subject = field(&mut b)?.ok_or(FrameError::BadBody(k))?;
+            let reply = field(&mut b)?;
+            let sender = field(&mut b)?.ok_or(FrameError::BadBody(k))?;
+            let headers = field(&mut b)?;
+            let utf8 = |x: Bytes| String::from_utf8(x.to_vec()).map_err(|_| FrameError::BadBody(k));
+            Ok(Frame::Deliver(Box::new(Delivery {
+                subject: utf8(subject)?,
+                reply: reply.map(utf8).transpose()?,
+                sender: utf8(sender)?,
+                headers,
+                payload: b,
+            })))
+        }
         other => Err(FrameError::UnknownKind(other)),
     }
+}
+
+/// An optional field: u32 big-endian length then the bytes; `u32::MAX` = absent.
+fn put_opt(out: &mut Vec<u8>, v: Option<&[u8]>) {
+    match v {
+        None => out.extend_from_slice(&u32::MAX.to_be_bytes()),
+        Some(v) => {
+            out.extend_from_slice(&u32::try_from(v.len()).unwrap_or(u32::MAX - 1).to_be_bytes());
+            out.extend_from_slice(v);
+        }
+    }
+}
+
+/// `None` when malformed; `Some(None)` when absent.
+fn take_opt(b: &mut Bytes) -> Option<Option<Bytes>> {
+    if b.remaining() < 4 {
+        return None;
+    }
+    let n = b.get_u32();
+    if n == u32::MAX {
+        return Some(None);
+    }
+    let n = n as usize;
+    (b.remaining() >= n).then(|| Some(b.split_to(n)))
 }
 
 /// Whether `name` may be written into `incoming_dir`: one plain path
@@ -358,6 +427,20 @@ mod tests {
                 ok: true,
                 error: String::new(),
             },
+            Frame::Deliver(Box::new(Delivery {
+                subject: "_INBOX.abc.1".into(),
+                reply: None,
+                sender: "#3#node3".into(),
+                headers: Some(Bytes::from_static(b"NATS/1.0\r\nA: b\r\n\r\n")),
+                payload: Bytes::from_static(b"hello \x00\xff"),
+            })),
+            Frame::Deliver(Box::new(Delivery {
+                subject: "s".into(),
+                reply: Some("r".into()),
+                sender: "#1#node1".into(),
+                headers: None,
+                payload: Bytes::new(),
+            })),
         ]
     }
 

@@ -97,6 +97,8 @@ pub struct NodeLinks {
     waiting: Mutex<HashMap<u64, (u64, Sender<Frame>)>>,
     next_id: AtomicU64,
     generation: AtomicU64,
+    /// Queues of direct bus messages, one per destination (`direct.rs`).
+    pub(super) direct: super::direct::Senders,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -143,6 +145,7 @@ impl NodeLinks {
             waiting: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(seed),
             generation: AtomicU64::new(1),
+            direct: super::direct::Senders::default(),
         })
     }
 
@@ -494,6 +497,21 @@ impl NodeLinks {
         incoming: &mut HashMap<u64, Incoming>,
     ) -> Result<(), String> {
         match f {
+            Frame::Deliver(d) => {
+                // A direct message for our subscribers, as if published here.
+                if let Some(bus) = self.bus() {
+                    bus.router().publish(
+                        0,
+                        &crate::msgc::router::Message {
+                            subject: &d.subject,
+                            reply: d.reply.as_deref(),
+                            headers: d.headers.as_deref(),
+                            payload: &d.payload,
+                            sender: &d.sender,
+                        },
+                    );
+                }
+            }
             Frame::Ping { id } => link.control(Frame::Pong { id })?,
             Frame::StatusRequest { id } => {
                 let json = self

@@ -7,6 +7,7 @@
 //! subject once the other node has answered.
 
 pub mod codec;
+pub mod direct;
 pub mod files;
 pub mod links;
 

@@ -431,7 +431,9 @@ impl Nats {
     pub fn sync(&mut self) -> Vec<ServerOp> {
         self.send(b"PING\r\n");
         let mut got = Vec::new();
+        let deadline = Instant::now() + PATIENCE;
         loop {
+            assert!(Instant::now() < deadline, "no PONG within {PATIENCE:?}");
             match self.op() {
                 ServerOp::Pong => return got,
                 ServerOp::Ping => self.send(b"PONG\r\n"),
@@ -457,9 +459,13 @@ impl Nats {
         assert!(got.is_empty(), "expected nothing, got {got:?}");
     }
 
-    /// The next delivered message; server PINGs are answered, anything else fails.
+    /// The next delivered message; server PINGs are answered, anything else
+    /// fails, and so does waiting longer than [`PATIENCE`] (PINGs alone must
+    /// not keep a test waiting for ever).
     pub fn msg(&mut self) -> Delivery {
+        let deadline = Instant::now() + PATIENCE;
         loop {
+            assert!(Instant::now() < deadline, "no message within {PATIENCE:?}");
             match self.op() {
                 ServerOp::Msg(d) => return d,
                 ServerOp::Ping => self.send(b"PONG\r\n"),

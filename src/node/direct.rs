@@ -1,0 +1,126 @@
+//! Bus messages that leave the total order: a reply goes straight to the
+//! node of the client that asked. Which node that is comes from the ordered
+//! request itself (its origin node and reply subject), remembered in a
+//! bounded table. One FIFO queue and task per destination keeps each
+//! sender's messages to a node in order.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use async_channel::{Sender, TrySendError};
+
+use super::NodeLinks;
+use super::codec::{Delivery, Frame, MAX_FRAME};
+
+/// Reply subjects remembered at most; the oldest is forgotten first.
+pub const MAX_ROUTES: usize = 65_536;
+/// Messages waiting to go to one node; past it they take the ordered path.
+pub const QUEUE: usize = 256;
+
+/// Reply subject → node of the requester.
+#[derive(Debug, Default)]
+pub struct Routes {
+    by_subject: HashMap<String, String>,
+    order: VecDeque<String>,
+}
+
+impl Routes {
+    /// Remembers that replies to `subject` belong on `node`.
+    pub fn learn(&mut self, subject: &str, node: &str) {
+        if let Some(n) = self.by_subject.get_mut(subject) {
+            node.clone_into(n);
+            return;
+        }
+        if self.by_subject.len() >= MAX_ROUTES
+            && let Some(old) = self.order.pop_front()
+        {
+            self.by_subject.remove(&old);
+        }
+        self.by_subject.insert(subject.to_owned(), node.to_owned());
+        self.order.push_back(subject.to_owned());
+    }
+
+    pub fn node_for(&self, subject: &str) -> Option<&str> {
+        self.by_subject.get(subject).map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_subject.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_subject.is_empty()
+    }
+}
+
+/// Per-destination queues of direct messages.
+#[derive(Default)]
+pub struct Senders {
+    queues: Mutex<HashMap<String, Sender<Frame>>>,
+}
+
+impl NodeLinks {
+    /// Queues `d` for `node`'s subscribers; false when it cannot go directly
+    /// (too large for a frame, or that node's queue is full), and the caller
+    /// orders it instead.
+    pub fn send_direct(self: &Arc<Self>, node: &str, d: Delivery) -> bool {
+        let f = Frame::Deliver(Box::new(d));
+        if f.wire_len() > MAX_FRAME {
+            return false;
+        }
+        let tx = {
+            let mut q = self.direct.queues.lock().unwrap_or_else(|p| p.into_inner());
+            match q.get(node) {
+                Some(tx) if !tx.is_closed() => tx.clone(),
+                _ => {
+                    let (tx, rx) = async_channel::bounded(QUEUE);
+                    let me = self.clone();
+                    let peer = node.to_owned();
+                    self.ex
+                        .spawn(async move {
+                            while let Ok(f) = rx.recv().await {
+                                // A node that cannot be reached loses what was
+                                // sent to it (at most once), and it is said.
+                                let sent = match me.link(&peer).await {
+                                    Ok(link) => link.control(f),
+                                    Err(e) => Err(e),
+                                };
+                                if let Err(e) = sent {
+                                    log::warn!("direct message to {peer} dropped: {e}");
+                                }
+                            }
+                        })
+                        .detach();
+                    q.insert(node.to_owned(), tx.clone());
+                    tx
+                }
+            }
+        };
+        match tx.try_send(f) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_bounded_and_the_latest_wins() {
+        let mut r = Routes::default();
+        r.learn("_INBOX.a", "node2");
+        r.learn("_INBOX.a", "node3");
+        assert_eq!(r.node_for("_INBOX.a"), Some("node3"));
+        for i in 0..MAX_ROUTES + 10 {
+            r.learn(&format!("_INBOX.{i}"), "node2");
+        }
+        assert_eq!(r.len(), MAX_ROUTES);
+        assert_eq!(r.node_for("_INBOX.a"), None, "the oldest went first");
+        assert_eq!(
+            r.node_for(&format!("_INBOX.{}", MAX_ROUTES + 9)),
+            Some("node2")
+        );
+    }
+}
