@@ -389,3 +389,33 @@ fn replies_to_another_nodes_request_go_straight_to_it() {
         after.0
     );
 }
+
+#[test]
+fn messages_to_a_private_name_go_straight_to_its_node() {
+    let mut nodes = start(&cluster_confs(3, ""));
+    for n in &mut nodes {
+        n.wait_for_log("members node1 node2 node3 (");
+    }
+    // A member on node1 listens on its private name, as msgc members do.
+    let mut member = Nats::quiet(nodes[0].msgc());
+    let name = member.name();
+    assert!(name.ends_with("#node1"), "{name}");
+    member.send(format!("SUB {name} 1\r\n").as_bytes());
+    member.sync_empty();
+    let before = status_json(&nodes[2]);
+    let mut other = Nats::quiet(nodes[2].msgc());
+    for k in 0..3 {
+        other.publish(&name, format!("private {k}").as_bytes());
+    }
+    other.sync_empty();
+    for k in 0..3 {
+        let d = member.msg();
+        assert_eq!(d.subject, name);
+        assert_eq!(d.payload, format!("private {k}").as_bytes());
+    }
+    let after = status_json(&nodes[2]);
+    assert!(
+        counter(&after, "direct_frames_out") >= counter(&before, "direct_frames_out") + 3,
+        "{after}"
+    );
+}

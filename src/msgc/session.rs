@@ -394,11 +394,15 @@ fn process(
                 if let Some(ord) = bus.ordered()
                     && !subject.starts_with("$MSGC.")
                 {
-                    // A reply to another node's request needs no order: it
-                    // goes straight to that node (falling back to the order
-                    // when it cannot).
-                    if let (Some(node), Some(links)) = (bus.reply_route(&subject), bus.node_links())
-                    {
+                    // A reply to another node's request, or a message to a
+                    // member's private name, needs no order: it goes straight
+                    // to that node (falling back to the order when it cannot).
+                    let target = bus.reply_route(&subject).or_else(|| {
+                        crate::node::direct::private_node(&subject)
+                            .filter(|n| *n != bus.node)
+                            .map(str::to_owned)
+                    });
+                    if let (Some(node), Some(links)) = (target, bus.node_links()) {
                         let d = crate::node::codec::Delivery {
                             subject: subject.clone(),
                             reply: reply.clone(),

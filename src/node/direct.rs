@@ -12,6 +12,18 @@ use async_channel::{Sender, TrySendError};
 use super::NodeLinks;
 use super::codec::{Delivery, Frame, MAX_FRAME};
 
+/// The node of a private name `#<client id>#<node>` used as a subject:
+/// messages to a member go to its node directly.
+pub fn private_node(subject: &str) -> Option<&str> {
+    let rest = subject.strip_prefix('#')?;
+    let (id, node) = rest.split_once('#')?;
+    (!id.is_empty()
+        && id.bytes().all(|b| b.is_ascii_digit())
+        && !node.is_empty()
+        && !node.contains(['#', '.']))
+    .then_some(node)
+}
+
 /// Reply subjects remembered at most; the oldest is forgotten first.
 pub const MAX_ROUTES: usize = 65_536;
 /// Messages waiting to go to one node; past it they take the ordered path.
@@ -106,6 +118,17 @@ impl NodeLinks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_names_name_their_node() {
+        assert_eq!(private_node("#7#node2"), Some("node2"));
+        assert_eq!(private_node("#7#node2.x"), None);
+        assert_eq!(private_node("#x#node2"), None);
+        assert_eq!(private_node("#7#"), None);
+        assert_eq!(private_node("#7"), None);
+        assert_eq!(private_node("orders"), None);
+        assert_eq!(private_node("##node2"), None);
+    }
 
     #[test]
     fn routes_are_bounded_and_the_latest_wins() {
