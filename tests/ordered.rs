@@ -388,3 +388,74 @@ fn large_messages_cross_the_cluster() {
     p.sync_empty();
     reader.join().unwrap();
 }
+
+/// Subscribes `c` to `jobs` in queue group `workers` and waits until the
+/// cluster has ordered the membership (its group join event is seen).
+fn join_workers(c: &mut Nats, observer: &mut Nats) {
+    c.send(b"SUB jobs workers 1\r\n");
+    c.sync_empty();
+    let me = c.name();
+    loop {
+        let e: serde_json::Value = serde_json::from_slice(&observer.msg().payload).unwrap();
+        if e["event"] == "join" && e["member"] == me.as_str() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn a_queue_group_gets_each_message_once_cluster_wide() {
+    let confs = cluster_confs(3, "");
+    let mut nodes = start(&confs, &[0, 1, 2]);
+    wait_view(&mut nodes, "node1 node2 node3");
+    let mut observer = subscriber(node(&nodes, 1).msgc(), "$MSGC.GROUP.jobs");
+    // Members on node1 and node3; publishers on node2 (no member) and node1.
+    let mut w1 = Nats::quiet(node(&nodes, 0).msgc());
+    let mut w3 = Nats::quiet(node(&nodes, 2).msgc());
+    join_workers(&mut w1, &mut observer);
+    join_workers(&mut w3, &mut observer);
+    // A marker both members receive after all the jobs (one total order).
+    for w in [&mut w1, &mut w3] {
+        w.send(b"SUB done 2\r\n");
+        w.sync_empty();
+    }
+    let mut p2 = Nats::quiet(node(&nodes, 1).msgc());
+    for k in 0..200 {
+        p2.publish("jobs", format!("a{k}").as_bytes());
+    }
+    p2.sync_empty();
+    let mut p1 = Nats::quiet(node(&nodes, 0).msgc());
+    for k in 0..100 {
+        p1.publish("jobs", format!("b{k}").as_bytes());
+    }
+    p1.sync_empty();
+    p2.publish("done", b"");
+    p2.sync_empty();
+    let drain = |w: &mut Nats| -> Vec<String> {
+        let mut v = Vec::new();
+        loop {
+            let d = w.msg();
+            if d.subject == "done" {
+                return v;
+            }
+            v.push(String::from_utf8(d.payload.to_vec()).unwrap());
+        }
+    };
+    let r1 = drain(&mut w1);
+    let r3 = drain(&mut w3);
+    // Exactly once across the cluster.
+    let mut all: Vec<&String> = r1.iter().chain(&r3).collect();
+    all.sort();
+    let mut want: Vec<String> = (0..200)
+        .map(|k| format!("a{k}"))
+        .chain((0..100).map(|k| format!("b{k}")))
+        .collect();
+    want.sort();
+    assert_eq!(all, want.iter().collect::<Vec<_>>());
+    // From node2 (no member there) both members get a share; from node1 its own member gets all.
+    assert!(r1.iter().any(|m| m.starts_with('a')) && r3.iter().any(|m| m.starts_with('a')));
+    assert!(
+        r3.iter().all(|m| m.starts_with('a')),
+        "node1's messages stay on node1"
+    );
+}

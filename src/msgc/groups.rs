@@ -39,6 +39,19 @@ impl Event {
     }
 }
 
+/// With peers, queue subscriptions are replicated as members of a pseudo
+/// group `$Q <queue> <subject>` (subjects and queue names hold no spaces, so
+/// no real group can look like one), so every node knows which nodes have
+/// members of each queue group and the same one is chosen everywhere.
+pub fn queue_key(queue: &str, subject: &str) -> String {
+    format!("$Q {queue} {subject}")
+}
+
+/// `(queue, subject pattern)` of a [`queue_key`].
+pub fn parse_queue_key(g: &str) -> Option<(&str, &str)> {
+    g.strip_prefix("$Q ")?.split_once(' ')
+}
+
 /// Whether subscribing to `subject` counts as joining a group: literal
 /// subjects outside the daemon's own `$MSGC.` space and reply inboxes.
 pub fn is_group(subject: &str) -> bool {

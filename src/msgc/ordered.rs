@@ -16,13 +16,16 @@ use serde::{Deserialize, Serialize};
 use smol::Timer;
 
 use super::Bus;
-use super::groups::{Event as GroupEvent, Kind};
+use super::groups::{Event as GroupEvent, Kind, parse_queue_key};
 use super::router::Message;
 use crate::client::proto::private_name;
 use crate::config::Settings;
 use crate::mesh::frame::Frame;
 use crate::mesh::{self, Mesh, order_codec};
 use crate::order::{self, Action, Config, Core, CoreStatus, Entry, Mode, NodeId};
+
+/// Replicated queue memberships' group names start so (`groups::queue_key`).
+const QUEUE_PREFIX: &str = "$Q ";
 
 /// Where `$MSGC.VIEW` events are published.
 pub const VIEW_SUBJECT: &str = "$MSGC.VIEW";
@@ -377,7 +380,15 @@ impl Driver {
                         }
                         // Echo suppression and no-responders concern local publishers only.
                         let from = if p.id.origin == self.me { p.client } else { 0 };
-                        router.publish(
+                        let me = self.name(self.me);
+                        // One node delivers each message per queue group;
+                        // while no member is ordered yet, the publisher's.
+                        let mut allow = |queue: &str| {
+                            self.queue_node(queue, &p.subject, &origin, d.op)
+                                .unwrap_or_else(|| origin.clone())
+                                == me
+                        };
+                        router.publish_filtered(
                             from,
                             &Message {
                                 subject: &p.subject,
@@ -386,6 +397,7 @@ impl Driver {
                                 payload: &p.payload,
                                 sender: &sender,
                             },
+                            &mut allow,
                         );
                     }
                     Entry::Join(g) | Entry::Leave(g) => {
@@ -458,8 +470,47 @@ impl Driver {
         self.publish_status();
     }
 
+    /// The node that delivers the message at `op` on `subject` to queue group
+    /// `queue`: the publisher's node when it has a member, else one of the
+    /// nodes with members, chosen from the op number — the same answer on
+    /// every node, from the same ordered membership. `None` while no member
+    /// is known cluster-wide.
+    fn queue_node(&self, queue: &str, subject: &str, origin: &str, op: u64) -> Option<String> {
+        let mut nodes: BTreeSet<&str> = BTreeSet::new();
+        let queues = self
+            .groups
+            .range::<str, _>((
+                std::ops::Bound::Included(QUEUE_PREFIX),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(g, _)| g.starts_with(QUEUE_PREFIX));
+        for (g, members) in queues {
+            if let Some((q, pattern)) = parse_queue_key(g)
+                && q == queue
+                && crate::subject::pattern_matches(pattern, subject)
+            {
+                // A member's private name ends in its node: `#<id>#<node>`.
+                nodes.extend(members.iter().filter_map(|m| m.rsplit('#').next()));
+            }
+        }
+        if nodes.contains(origin) {
+            return Some(origin.to_owned());
+        }
+        let n = nodes.len() as u64;
+        (n > 0).then(|| {
+            let spread = queue
+                .bytes()
+                .fold(op, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+            nodes
+                .iter()
+                .nth((spread % n) as usize)
+                .map(|s| (*s).to_owned())
+                .unwrap_or_default()
+        })
+    }
+
     /// Applies a delivered join or leave to the member lists; the event to
-    /// publish when it changed something.
+    /// publish when it changed something (queue memberships make none).
     fn group_change(&mut self, join: bool, member: &str, group: &str) -> Option<GroupEvent> {
         let members = self.groups.entry(group.to_owned()).or_default();
         let changed = if join {
@@ -470,6 +521,9 @@ impl Driver {
         let list: Vec<String> = members.iter().cloned().collect();
         if members.is_empty() {
             self.groups.remove(group);
+        }
+        if parse_queue_key(group).is_some() {
+            return None;
         }
         changed.then(|| GroupEvent {
             event: if join { Kind::Join } else { Kind::Leave },

@@ -248,6 +248,16 @@ impl Router {
             .and_then(|(_, subs)| subs.by_sid.insert(sid.into(), sub.clone()));
         // Join before dropping a replaced subscription: re-subscribing a sid
         // to the same group leaves the membership as it was, with no events.
+        // The queue membership first: once the group's join event is seen,
+        // the queue membership before it is ordered too.
+        if self.replicated
+            && let Some(q) = queue
+            && let Some(ev) = self
+                .groups
+                .join(&groups::queue_key(q, subject), &sub.client.private_name)
+        {
+            self.group_event(sub.client.id, ev);
+        }
         if groups::is_group(subject) {
             let member = sub.client.private_name.clone();
             if let Some(ev) = self.groups.join(subject, &member) {
@@ -285,6 +295,15 @@ impl Router {
         self.cache.clear();
         if groups::is_group(&sub.subject)
             && let Some(ev) = self.groups.leave(&sub.subject, &sub.client.private_name)
+        {
+            self.group_event(sub.client.id, ev);
+        }
+        if self.replicated
+            && let Some(q) = sub.queue.as_deref()
+            && let Some(ev) = self.groups.leave(
+                &groups::queue_key(q, &sub.subject),
+                &sub.client.private_name,
+            )
         {
             self.group_event(sub.client.id, ev);
         }
@@ -345,6 +364,18 @@ impl Router {
     /// subscription: each plain subscriber, one member per queue group.
     /// Returns how many deliveries were queued.
     pub fn publish(&mut self, from: u64, msg: &Message<'_>) -> usize {
+        self.publish_filtered(from, msg, &mut |_| true)
+    }
+
+    /// As [`publish`](Self::publish), delivering to a queue group only when
+    /// `allow(queue name)` says this node is the one that delivers it (with
+    /// peers, one node is chosen per message for each queue group).
+    pub fn publish_filtered(
+        &mut self,
+        from: u64,
+        msg: &Message<'_>,
+        allow: &mut dyn FnMut(&str) -> bool,
+    ) -> usize {
         // A hit reuses the match (and its key); a miss walks the index.
         let (key, matches) = match self.cache.remove_entry(msg.subject) {
             Some(hit) => hit,
@@ -368,7 +399,10 @@ impl Router {
         for s in matches.plain.iter().filter(|s| !no_echo(s)) {
             out.deliver(msg, &s.0);
         }
-        for (_, members) in &matches.queues {
+        for (queue, members) in &matches.queues {
+            if !allow(queue) {
+                continue;
+            }
             // Pick among the members that may receive it, so a non-echo
             // publisher in its own group does not swallow the message.
             let picked = if members.iter().any(no_echo) {
