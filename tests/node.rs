@@ -419,3 +419,61 @@ fn messages_to_a_private_name_go_straight_to_its_node() {
         "{after}"
     );
 }
+
+/// Resident memory of a process, in KiB (Linux).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/<pid>/status")
+}
+
+#[test]
+fn a_100_mb_transfer_keeps_memory_bounded_and_small_messages_flowing() {
+    let incoming = tempfile::tempdir().unwrap();
+    let confs = with_incoming(cluster_confs(2, ""), 1, incoming.path());
+    let nodes = start(&confs);
+    let src = tempfile::tempdir().unwrap();
+    let path = src.path().join("big.bin");
+    // 100 MiB, written in pieces so the test itself stays small.
+    let mut want = Sha256::new();
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        let mut rng = Rng(0xb16_f11e);
+        let mut block = vec![0u8; 1 << 20];
+        for _ in 0..100 {
+            for chunk in block.chunks_mut(8) {
+                chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
+            }
+            want.update(&block);
+            f.write_all(&block).unwrap();
+        }
+    }
+    let want: String = want.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let sender = {
+        let server = nodes[0].msgc().to_string();
+        let p = path.to_str().unwrap().to_owned();
+        std::thread::spawn(move || run_cmd(&["send-file", "node2", &p, "-s", &server], None))
+    };
+    // Small messages keep flowing on the same link while the file streams.
+    let mut pings = 0;
+    while !sender.is_finished() {
+        let (code, out, err) = cli(
+            &nodes[0],
+            &["ping", "node2", "--count", "1", "--interval", "1"],
+        );
+        assert_eq!(code, 0, "{out}{err}");
+        pings += 1;
+    }
+    let (code, out, err) = sender.join().unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("sha256 {want}")), "{out}");
+    assert!(pings >= 1);
+    // The receiver never held more than a bounded window: its peak RSS stays
+    // far below the 100 MiB it wrote.
+    let peak = rss_kib(nodes[1].child.id());
+    assert!(peak < 48 * 1024, "receiver peak RSS {peak} KiB");
+    eprintln!("100 MiB: {out}; {pings} pings meanwhile; receiver peak RSS {peak} KiB");
+}
