@@ -262,10 +262,22 @@ fn collect<P, S>(
 /// Request/reply round trips, one at a time, through a responder on its own
 /// connection.
 pub fn latency(server: &str, msgs: u64, size: usize) -> io::Result<Latency> {
+    latency_between(server, server, msgs, size)
+}
+
+/// As [`latency`], with the requester on `server` and the responder on
+/// `responder_server` (another node of a cluster).
+pub fn latency_between(
+    server: &str,
+    responder_server: &str,
+    msgs: u64,
+    size: usize,
+) -> io::Result<Latency> {
     let subject = format!("bench.lat.{}", &new_inbox()[7..]);
     let ready = Arc::new(Barrier::new(2));
     let responder = {
-        let (server, subject, ready) = (server.to_owned(), subject.clone(), ready.clone());
+        let (server, subject, ready) =
+            (responder_server.to_owned(), subject.clone(), ready.clone());
         std::thread::spawn(move || {
             smol::block_on(async {
                 let c = Connection::connect_default(&server, "bench-responder").await;

@@ -484,7 +484,15 @@ pub fn bench(a: BenchArgs) -> ExitCode {
     }
     if a.latency {
         let msgs = a.msgs.unwrap_or(10_000);
-        match bench::latency(&server, msgs, a.size) {
+        // With --pub-server/--sub-server: the requester on the first
+        // pub-server, the responder on the first sub-server.
+        let first = |l: &Option<String>| {
+            l.as_deref()
+                .and_then(|l| l.split(',').next())
+                .map_or_else(|| server.clone(), |s| s.trim().to_owned())
+        };
+        let (req, resp) = (first(&a.pub_server), first(&a.sub_server));
+        match bench::latency_between(&req, &resp, msgs, a.size) {
             Ok(r) if a.json => println!("{}", serde_json::to_string(&r).unwrap_or_default()),
             Ok(r) => println!(
                 "request/reply {} B x {}: p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, max {:.1} us",

@@ -44,7 +44,7 @@ const USAGE: &str = "usage: cargo xtask bench [--quick] [--rows KEY,...]
 
   --quick        a tenth of the messages, 1,000 idle connections, one run per row
   --rows K,...   only these rows: 1x1-16 1x1-128 1x4-16 1x4-128 latency idle-rss conns-rss
-                 c-1to3 c-1toall c-3to3 (3-node clusters on 127.0.0.1-3)";
+                 c-1to3 c-1toall c-3to3 c-latency (3-node clusters on 127.0.0.1-3)";
 
 #[derive(Clone, Copy)]
 enum Kind {
@@ -64,6 +64,9 @@ enum Kind {
     },
     /// Server RSS while `conns` idle clients are connected.
     ConnsRss { conns: usize },
+    /// On the 3-node clusters: request/reply round trips, requester on node 1,
+    /// responder on node 3.
+    ClusterLatency { size: usize, msgs: u64 },
 }
 
 struct Spec {
@@ -118,6 +121,13 @@ fn specs(quick: bool) -> Vec<Spec> {
             kind: cl(&[0, 1, 2], &[0, 1, 2], n(600_000)),
         },
         Spec {
+            key: "c-latency",
+            kind: Kind::ClusterLatency {
+                size: 128,
+                msgs: n(10_000),
+            },
+        },
+        Spec {
             key: "idle-rss",
             kind: Kind::IdleRss,
         },
@@ -164,6 +174,18 @@ impl Kind {
                 line(format!("req/reply {size} B p99"), Unit::Micros, false),
             ],
             Kind::IdleRss => vec![line("RSS idle, after start".into(), Unit::KiB, false)],
+            Kind::ClusterLatency { size, .. } => vec![
+                line(
+                    format!("cluster req/reply n1 -> n3, {size} B p50"),
+                    Unit::Micros,
+                    false,
+                ),
+                line(
+                    format!("cluster req/reply n1 -> n3, {size} B p99"),
+                    Unit::Micros,
+                    false,
+                ),
+            ],
             Kind::Cluster {
                 pubs, subs, size, ..
             } => {
@@ -201,7 +223,7 @@ impl Kind {
     }
 
     fn is_cluster(&self) -> bool {
-        matches!(self, Kind::Cluster { .. })
+        matches!(self, Kind::Cluster { .. } | Kind::ClusterLatency { .. })
     }
 }
 
@@ -335,7 +357,9 @@ pub fn run(args: &[String]) -> Result {
                 eprint!("{:<9} {:<11} run {}/{runs} ... ", spec.key, s.name, r + 1);
                 let t = Instant::now();
                 let result = match spec.kind {
-                    Kind::Cluster { .. } => measure_cluster(&bin, &mut clusters[j], spec.kind),
+                    Kind::Cluster { .. } | Kind::ClusterLatency { .. } => {
+                        measure_cluster(&bin, &mut clusters[j], spec.kind)
+                    }
                     _ => measure(&bin, s, spec.kind),
                 };
                 match result {
@@ -430,13 +454,24 @@ fn measure(bin: &Path, s: &mut Server, kind: Kind) -> Result<Sample> {
         }
         Kind::IdleRss => Ok(sample(vec![s.rss_kib()? as f64])),
         Kind::ConnsRss { conns } => conns_rss(bin, s, conns),
-        Kind::Cluster { .. } => Err("a cluster row needs a cluster".into()),
+        Kind::Cluster { .. } | Kind::ClusterLatency { .. } => {
+            Err("a cluster row needs a cluster".into())
+        }
     }
 }
 
 /// One run of a cluster row: `ecclusterd bench --json` with `--pub-server`/`--sub-server`
 /// naming the nodes; delivered msg/s and the `same_order` flag.
 fn measure_cluster(bin: &Path, c: &mut Cluster, kind: Kind) -> Result<Sample> {
+    if let Kind::ClusterLatency { size, msgs } = kind {
+        let (req, resp) = (c.addr(0).to_owned(), c.addr(2).to_owned());
+        let extra = ["--latency", "--pub-server", &req, "--sub-server", &resp];
+        let out = bench_json(bin, &req, &extra, msgs, size)?;
+        return Ok(Sample {
+            values: vec![field(&out, "p50_us")?, field(&out, "p99_us")?],
+            note: None,
+        });
+    }
     let Kind::Cluster {
         pubs,
         subs,
