@@ -477,3 +477,26 @@ fn a_100_mb_transfer_keeps_memory_bounded_and_small_messages_flowing() {
     assert!(peak < 48 * 1024, "receiver peak RSS {peak} KiB");
     eprintln!("100 MiB: {out}; {pings} pings meanwhile; receiver peak RSS {peak} KiB");
 }
+
+#[test]
+fn a_request_to_a_member_on_an_unreachable_node_gets_no_responders() {
+    let confs = cluster_confs(3, "");
+    let mut nodes = start(&confs);
+    for n in &mut nodes {
+        n.wait_for_log("members node1 node2 node3 (");
+    }
+    // node3 goes away; node1 and node2 keep a majority.
+    let mut n3 = nodes.pop().unwrap();
+    n3.child.kill().unwrap();
+    n3.wait_exit();
+    let mut c = Nats::connect(nodes[0].msgc(), WITH_HEADERS);
+    c.send(b"SUB _INBOX.req.* 9\r\nPUB #5#node3 _INBOX.req.1 4\r\nping\r\n");
+    let d = c.msg();
+    assert_eq!(d.subject, "_INBOX.req.1");
+    assert!(
+        d.headers
+            .as_deref()
+            .is_some_and(|h| h.starts_with(b"NATS/1.0 503")),
+        "{d:?}"
+    );
+}

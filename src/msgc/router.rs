@@ -448,9 +448,14 @@ impl Router {
     fn no_responders(&mut self, from: u64, reply: &str) {
         // With peers a responder may sit on another node, and interest is
         // node-local: a 503 here could be wrong, so none is sent.
-        if self.replicated {
-            return;
+        if !self.replicated {
+            self.send_no_responders(from, reply);
         }
+    }
+
+    /// Tells client `from` that its request with reply subject `reply` found
+    /// nobody (a 503 status message), if it asked to be told.
+    pub fn send_no_responders(&mut self, from: u64, reply: &str) {
         let Some((client, subs)) = self.clients.get(&from) else {
             return;
         };

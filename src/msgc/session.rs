@@ -410,7 +410,7 @@ fn process(
                             headers: headers.clone(),
                             payload: payload.clone(),
                         };
-                        if links.send_direct(&node, d) {
+                        if links.send_direct(&node, d, shared.client.id) {
                             ok(shared);
                             continue;
                         }

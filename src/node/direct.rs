@@ -65,17 +65,23 @@ impl Routes {
     }
 }
 
+/// A queued direct message, and the local client that sent it when it
+/// expects an answer (told "no responders" if the message cannot go).
+type Item = (Frame, Option<(u64, String)>);
+
 /// Per-destination queues of direct messages.
 #[derive(Default)]
 pub struct Senders {
-    queues: Mutex<HashMap<String, Sender<Frame>>>,
+    queues: Mutex<HashMap<String, Sender<Item>>>,
 }
 
 impl NodeLinks {
-    /// Queues `d` for `node`'s subscribers; false when it cannot go directly
-    /// (too large for a frame, or that node's queue is full), and the caller
-    /// orders it instead.
-    pub fn send_direct(self: &Arc<Self>, node: &str, d: Delivery) -> bool {
+    /// Queues `d` from local client `client` for `node`'s subscribers; false
+    /// when it cannot go directly (too large for a frame, or that node's queue
+    /// is full), and the caller orders it instead. If `node` turns out to be
+    /// unreachable, a sender awaiting a reply is told "no responders".
+    pub fn send_direct(self: &Arc<Self>, node: &str, d: Delivery, client: u64) -> bool {
+        let asks = d.reply.clone().map(|r| (client, r));
         let f = Frame::Deliver(Box::new(d));
         if f.wire_len() > MAX_FRAME {
             return false;
@@ -85,20 +91,24 @@ impl NodeLinks {
             match q.get(node) {
                 Some(tx) if !tx.is_closed() => tx.clone(),
                 _ => {
-                    let (tx, rx) = async_channel::bounded(QUEUE);
+                    let (tx, rx) = async_channel::bounded::<Item>(QUEUE);
                     let me = self.clone();
                     let peer = node.to_owned();
                     self.ex
                         .spawn(async move {
-                            while let Ok(f) = rx.recv().await {
+                            while let Ok((f, asks)) = rx.recv().await {
                                 // A node that cannot be reached loses what was
-                                // sent to it (at most once), and it is said.
+                                // sent to it (at most once), and it is said:
+                                // in the log, and to a requester as a 503.
                                 let sent = match me.link(&peer).await {
                                     Ok(link) => link.control(f),
                                     Err(e) => Err(e),
                                 };
                                 if let Err(e) = sent {
                                     log::warn!("direct message to {peer} dropped: {e}");
+                                    if let (Some((client, reply)), Some(bus)) = (asks, me.bus()) {
+                                        bus.router().send_no_responders(client, &reply);
+                                    }
                                 }
                             }
                         })
@@ -108,7 +118,7 @@ impl NodeLinks {
                 }
             }
         };
-        match tx.try_send(f) {
+        match tx.try_send((f, asks)) {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Closed(_)) => false,
         }
