@@ -44,7 +44,7 @@ const USAGE: &str = "usage: cargo xtask bench [--quick] [--rows KEY,...]
 
   --quick        a tenth of the messages, 1,000 idle connections, one run per row
   --rows K,...   only these rows: 1x1-16 1x1-128 1x4-16 1x4-128 latency idle-rss conns-rss
-                 c-1to3 c-1toall c-3to3 c-latency (3-node clusters on 127.0.0.1-3)";
+                 c-1to3 c-1toall c-3to3 c-latency c-bulk (3-node clusters on 127.0.0.1-3)";
 
 #[derive(Clone, Copy)]
 enum Kind {
@@ -67,6 +67,10 @@ enum Kind {
     /// On the 3-node clusters: request/reply round trips, requester on node 1,
     /// responder on node 3.
     ClusterLatency { size: usize, msgs: u64 },
+    /// `mib` MiB from node 1 to node 3: `ecclusterd send-file` over the direct
+    /// link on ecclusterd's cluster; a plain TCP copy of the same bytes
+    /// between the same addresses in the other column.
+    ClusterBulk { mib: u64 },
 }
 
 struct Spec {
@@ -128,6 +132,12 @@ fn specs(quick: bool) -> Vec<Spec> {
             },
         },
         Spec {
+            key: "c-bulk",
+            kind: Kind::ClusterBulk {
+                mib: if quick { 20 } else { 200 },
+            },
+        },
+        Spec {
             key: "idle-rss",
             kind: Kind::IdleRss,
         },
@@ -144,6 +154,7 @@ fn specs(quick: bool) -> Vec<Spec> {
 enum Unit {
     MsgPerSec,
     Micros,
+    MBps,
     KiB,
     /// 1 for yes, 0 for no; several runs give yes only if all did.
     YesNo,
@@ -174,6 +185,11 @@ impl Kind {
                 line(format!("req/reply {size} B p99"), Unit::Micros, false),
             ],
             Kind::IdleRss => vec![line("RSS idle, after start".into(), Unit::KiB, false)],
+            Kind::ClusterBulk { mib } => vec![line(
+                format!("bulk {mib} MiB n1 -> n3, MB/s (nats-server column: plain TCP copy)"),
+                Unit::MBps,
+                true,
+            )],
             Kind::ClusterLatency { size, .. } => vec![
                 line(
                     format!("cluster req/reply n1 -> n3, {size} B p50"),
@@ -223,7 +239,10 @@ impl Kind {
     }
 
     fn is_cluster(&self) -> bool {
-        matches!(self, Kind::Cluster { .. } | Kind::ClusterLatency { .. })
+        matches!(
+            self,
+            Kind::Cluster { .. } | Kind::ClusterLatency { .. } | Kind::ClusterBulk { .. }
+        )
     }
 }
 
@@ -357,7 +376,9 @@ pub fn run(args: &[String]) -> Result {
                 eprint!("{:<9} {:<11} run {}/{runs} ... ", spec.key, s.name, r + 1);
                 let t = Instant::now();
                 let result = match spec.kind {
-                    Kind::Cluster { .. } | Kind::ClusterLatency { .. } => {
+                    Kind::Cluster { .. }
+                    | Kind::ClusterLatency { .. }
+                    | Kind::ClusterBulk { .. } => {
                         measure_cluster(&bin, &mut clusters[j], spec.kind)
                     }
                     _ => measure(&bin, s, spec.kind),
@@ -454,7 +475,7 @@ fn measure(bin: &Path, s: &mut Server, kind: Kind) -> Result<Sample> {
         }
         Kind::IdleRss => Ok(sample(vec![s.rss_kib()? as f64])),
         Kind::ConnsRss { conns } => conns_rss(bin, s, conns),
-        Kind::Cluster { .. } | Kind::ClusterLatency { .. } => {
+        Kind::Cluster { .. } | Kind::ClusterLatency { .. } | Kind::ClusterBulk { .. } => {
             Err("a cluster row needs a cluster".into())
         }
     }
@@ -463,6 +484,17 @@ fn measure(bin: &Path, s: &mut Server, kind: Kind) -> Result<Sample> {
 /// One run of a cluster row: `ecclusterd bench --json` with `--pub-server`/`--sub-server`
 /// naming the nodes; delivered msg/s and the `same_order` flag.
 fn measure_cluster(bin: &Path, c: &mut Cluster, kind: Kind) -> Result<Sample> {
+    if let Kind::ClusterBulk { mib } = kind {
+        let mbs = if c.name == "ecclusterd" {
+            send_file_mbs(bin, c, mib)?
+        } else {
+            tcp_copy_mbs(mib)?
+        };
+        return Ok(Sample {
+            values: vec![mbs],
+            note: None,
+        });
+    }
     if let Kind::ClusterLatency { size, msgs } = kind {
         let (req, resp) = (c.addr(0).to_owned(), c.addr(2).to_owned());
         let extra = ["--latency", "--pub-server", &req, "--sub-server", &resp];
@@ -523,6 +555,86 @@ fn measure_cluster(bin: &Path, c: &mut Cluster, kind: Kind) -> Result<Sample> {
         ],
         note,
     })
+}
+
+/// A file of `mib` MiB of varied bytes under target/bench, made once.
+fn bulk_file(mib: u64) -> Result<std::path::PathBuf> {
+    let path = util::project_root()
+        .join("target")
+        .join("bench")
+        .join(format!("bulk-{mib}.bin"));
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() == mib << 20) {
+        return Ok(path);
+    }
+    let mut f = std::io::BufWriter::new(
+        std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?,
+    );
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut block = vec![0u8; 1 << 20];
+    for _ in 0..mib {
+        for c in block.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            c.copy_from_slice(&x.to_le_bytes());
+        }
+        std::io::Write::write_all(&mut f, &block).map_err(|e| e.to_string())?;
+    }
+    std::io::Write::flush(&mut f).map_err(|e| e.to_string())?;
+    Ok(path)
+}
+
+/// `ecclusterd send-file node3 FILE` through node 1; the MB/s it reports.
+fn send_file_mbs(bin: &Path, c: &Cluster, mib: u64) -> Result<f64> {
+    let path = bulk_file(mib)?;
+    let p = path.display().to_string();
+    let mut cmd = util::cmd(bin);
+    cmd.args(["send-file", "node3", &p, "-s", c.addr(0)]);
+    let out = output_within(&mut cmd, RUN_LIMIT)?;
+    // "... 209715200 bytes in 0.6 s (345.1 MB/s), sha256 ..."
+    out.split('(')
+        .nth(1)
+        .and_then(|r| r.split(" MB/s").next())
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("no MB/s in send-file's output: {out}"))
+}
+
+/// The same bytes over one plain TCP connection from 127.0.0.1 to 127.0.0.3:
+/// what the loopback itself does, as the yardstick for the direct link.
+fn tcp_copy_mbs(mib: u64) -> Result<f64> {
+    use std::io::{Read, Write};
+    let path = bulk_file(mib)?;
+    let l = std::net::TcpListener::bind("127.0.0.3:0").map_err(|e| e.to_string())?;
+    let addr = l.local_addr().map_err(|e| e.to_string())?;
+    let sink = std::thread::spawn(move || -> std::io::Result<u64> {
+        let (mut s, _) = l.accept()?;
+        let mut buf = vec![0u8; 1 << 16];
+        let mut n = 0u64;
+        loop {
+            match s.read(&mut buf)? {
+                0 => return Ok(n),
+                k => n += k as u64,
+            }
+        }
+    });
+    let start = Instant::now();
+    let mut f = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let k = f.read(&mut buf).map_err(|e| e.to_string())?;
+        if k == 0 {
+            break;
+        }
+        s.write_all(&buf[..k]).map_err(|e| e.to_string())?;
+    }
+    drop(s);
+    let got = sink
+        .join()
+        .map_err(|_| "the TCP sink panicked".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let secs = start.elapsed().as_secs_f64().max(1e-9);
+    Ok(got as f64 / secs / 1e6)
 }
 
 /// `ecclusterd bench -s ADDR --json EXTRA --msgs MSGS --size SIZE`, its stdout.
@@ -687,6 +799,7 @@ fn fmt_value(unit: Unit, v: f64) -> String {
     match unit {
         Unit::MsgPerSec => format!("{} msg/s", thousands(v.round() as u64)),
         Unit::Micros => format!("{v:.1} us"),
+        Unit::MBps => format!("{v:.1} MB/s"),
         Unit::KiB if v >= 1024.0 => format!("{:.1} MiB", v / 1024.0),
         Unit::KiB => format!("{v:.1} KiB"),
         Unit::YesNo if v >= 1.0 => "yes".into(),
@@ -890,6 +1003,7 @@ impl Table {
             let unit = match row.def.unit {
                 Unit::MsgPerSec => "msg/s",
                 Unit::Micros => "us",
+                Unit::MBps => "MB/s",
                 Unit::KiB => "KiB",
                 Unit::YesNo => "yes=1",
             };

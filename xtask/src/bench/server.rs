@@ -349,12 +349,18 @@ impl Cluster {
         };
         let mut logs = Vec::new();
         for (i, (ip, port)) in NODE_IPS.iter().zip(&ports).enumerate() {
+            // Each node takes files (the bulk row) into its own folder.
+            let incoming = dir.join(format!("node{}", i + 1)).join("incoming");
+            std::fs::create_dir_all(&incoming)
+                .map_err(|e| format!("{}: {e}", incoming.display()))?;
+            let incoming = std::fs::canonicalize(&incoming).map_err(|e| e.to_string())?;
             let text = format!(
                 "cluster {{ nodename = \"node{n}\" }}\n\
-                 ECCluster_Listener {{ Listen \"{ip}:0\" {{ }} }}\n\
+                 ECCluster_Listener {{ incoming_dir = \"{inc}\" Listen \"{ip}:0\" {{ }} }}\n\
                  msgcserver_listener {{ Listen \"{ip}:{port}\" {{ }} }}\n\
                  msgc_server {{\n  peers = [\n{peers}  ]\n  reconnect_interval = 0.2\n}}\n",
-                n = i + 1
+                n = i + 1,
+                inc = incoming.display()
             );
             let (server, rx) =
                 Server::spawn_ecclusterd(bin, &dir.join(format!("node{}", i + 1)), &text)?;
