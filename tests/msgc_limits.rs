@@ -338,3 +338,48 @@ fn slow_consumer_is_cut_off_and_nobody_else_notices() {
     let st = status(&mut p);
     assert_eq!(st["subscriptions"], 2, "reader and status inbox only: {st}");
 }
+
+#[test]
+fn permissions_refuse_what_a_user_may_not_do_and_keep_the_connection() {
+    let node = node_with(
+        r#"users = [ alice = "apw" bob = "bpw" ]
+           permissions "alice" {
+             publish = ( "orders.>" "_INBOX.>" )
+             publish_deny = ( "orders.secret" )
+             subscribe = ( "orders.*" "_INBOX.>" )
+             subscribe_deny = ( "orders.secret" )
+           }"#,
+    );
+    let alice = r#"{"verbose":false,"pedantic":false,"user":"alice","pass":"apw"}"#;
+    let bob = r#"{"verbose":false,"pedantic":false,"user":"bob","pass":"bpw"}"#;
+    let mut a = Nats::connect(node.msgc(), alice);
+    let mut b = Nats::connect(node.msgc(), bob);
+    b.send(b"SUB orders.> 1\r\nSUB billing.> 2\r\n");
+    b.sync_empty();
+    // Allowed: delivered.
+    a.publish("orders.eu", b"ok");
+    a.sync_empty();
+    assert_eq!(&b.msg().payload[..], b"ok");
+    // Denied publishes: said, dropped, connection kept.
+    a.publish("billing.x", b"no");
+    a.expect_err("Permissions Violation for Publish to \"billing.x\"");
+    a.publish("orders.secret", b"no");
+    a.expect_err("Permissions Violation for Publish to \"orders.secret\"");
+    a.sync_empty();
+    // Denied subscriptions, including a wildcard that could see a denied subject.
+    a.send(b"SUB billing.* 1\r\n");
+    a.expect_err("Permissions Violation for Subscription to \"billing.*\"");
+    a.send(b"SUB orders.* 2\r\n");
+    a.expect_err("Permissions Violation for Subscription to \"orders.*\"");
+    a.send(b"SUB orders.eu 3\r\n");
+    a.sync_empty();
+    // Nothing denied reached bob; alice's allowed subscription works.
+    b.publish("orders.eu", b"again");
+    assert_eq!(
+        &b.msg().payload[..],
+        b"again",
+        "bob, with no permissions, sees all"
+    );
+    b.sync_empty();
+    assert_eq!(&a.msg().payload[..], b"again");
+}

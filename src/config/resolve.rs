@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use super::settings::{
     BusSettings, ListenAddr, ListenerSettings, MsgcClientSettings, MsgcCommon, MsgcServerSettings,
-    Peer, Settings, SocketSettings,
+    Peer, Permissions, Settings, SocketSettings,
 };
 
 /// Momentum's debug levels.
@@ -260,6 +260,39 @@ fn bus(s: &MsgcServer) -> Result<BusSettings, Diag> {
             .map(|(u, p)| (u.value.clone(), p.value.clone()))
             .collect(),
     };
+    let mut permissions = Vec::new();
+    for (user, p) in s.permissions.iter().flat_map(|n| n.0.iter()) {
+        if !users.iter().any(|(u, _)| *u == user.value) {
+            return Err(Diag::at(
+                format!("permissions for `{}`, who is not in `users`", user.value),
+                user.pos,
+            ));
+        }
+        let list = |v: &Option<Vec<Spanned<String>>>| -> Result<Vec<String>, Diag> {
+            v.iter()
+                .flatten()
+                .map(|s| {
+                    if crate::subject::valid_subject(&s.value, true) {
+                        Ok(s.value.clone())
+                    } else {
+                        Err(Diag::at(
+                            format!("`{}` is not a subject pattern", s.value),
+                            s.pos,
+                        ))
+                    }
+                })
+                .collect()
+        };
+        permissions.push((
+            user.value.clone(),
+            Permissions {
+                publish: list(&p.publish)?,
+                publish_deny: list(&p.publish_deny)?,
+                subscribe: list(&p.subscribe)?,
+                subscribe_deny: list(&p.subscribe_deny)?,
+            },
+        ));
+    }
     if let Some(t) = &s.auth_token
         && t.value.is_empty()
     {
@@ -285,6 +318,7 @@ fn bus(s: &MsgcServer) -> Result<BusSettings, Diag> {
         )?,
         auth_token: s.auth_token.as_ref().map(|t| t.value.clone()),
         users,
+        permissions,
     })
 }
 

@@ -107,8 +107,19 @@ with_msgc_options!(
         auth_token: Option<Spanned<String>>,
         users: Option<Spanned<Dict<Spanned<String>>>>,
         secret_file: Option<Spanned<String>>,
+        permissions: Option<Named<PermissionsScope>>,
     }
 );
+
+/// `permissions "user" { publish = ( ... ) subscribe_deny = ( ... ) }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PermissionsScope {
+    pub publish: Option<Vec<Spanned<String>>>,
+    pub publish_deny: Option<Vec<Spanned<String>>>,
+    pub subscribe: Option<Vec<Spanned<String>>>,
+    pub subscribe_deny: Option<Vec<Spanned<String>>>,
+}
 
 with_msgc_options!(
     /// `msgc_client { ... }`.

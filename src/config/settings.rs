@@ -113,6 +113,18 @@ pub struct BusSettings {
     pub auth_token: Option<String>,
     /// `users = [ name = "password" ]`: CONNECT `user`/`pass` pairs accepted.
     pub users: Vec<(String, String)>,
+    /// `permissions "user" { ... }`: what each user may publish and subscribe to.
+    pub permissions: Vec<(String, Permissions)>,
+}
+
+/// Subject patterns a user may (allow lists; empty = anything) and may not
+/// (deny lists, which win) publish to and subscribe to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Permissions {
+    pub publish: Vec<String>,
+    pub publish_deny: Vec<String>,
+    pub subscribe: Vec<String>,
+    pub subscribe_deny: Vec<String>,
 }
 
 impl Default for BusSettings {
@@ -124,6 +136,7 @@ impl Default for BusSettings {
             max_subscriptions: 65_536,
             auth_token: None,
             users: Vec::new(),
+            permissions: Vec::new(),
         }
     }
 }

@@ -39,6 +39,8 @@ struct Shared {
     connected: AtomicBool,
     /// The reader waits for room in the ordering queue.
     blocked: AtomicBool,
+    /// The authenticated user's subject permissions, if any apply.
+    perms: std::sync::OnceLock<Arc<crate::config::Permissions>>,
 }
 
 pub async fn serve(
@@ -114,6 +116,7 @@ pub async fn serve(
         active: AtomicBool::new(false),
         connected: AtomicBool::new(false),
         blocked: AtomicBool::new(false),
+        perms: std::sync::OnceLock::new(),
     };
     log::debug!(
         "msgc client {} connected from {remote}",
@@ -345,6 +348,12 @@ fn process(
                 queue,
                 sid,
             } => {
+                if let Some(p) = shared.perms.get()
+                    && !super::auth::may_subscribe(p, &subject)
+                {
+                    violation(shared, "Subscription", &subject);
+                    continue;
+                }
                 let r = router.get_or_insert_with(|| bus.router());
                 match r.subscribe(shared.client.id, &subject, queue.as_deref(), &sid) {
                     Ok(()) => ok(shared),
@@ -377,6 +386,12 @@ fn process(
                 headers,
                 payload,
             }) => {
+                if let Some(p) = shared.perms.get()
+                    && !super::auth::may_publish(p, &subject)
+                {
+                    violation(shared, "Publish", &subject);
+                    continue;
+                }
                 Counters::add(&bus.counters.msgs_in, 1);
                 // Requests for another node (`$MSGC.PING.<node>`, ...) are
                 // the daemon's alone: answered later, from a task, over the
@@ -469,6 +484,16 @@ fn submit_group_changes(bus: &Bus, r: &mut super::router::Router) {
     }
 }
 
+/// A denied operation: said, dropped, and the connection kept (as NATS does).
+fn violation(shared: &Shared, what: &str, subject: &str) {
+    log::info!(
+        "msgc client {}: permissions violation for {what} to {subject:?}",
+        shared.client.private_name
+    );
+    let line = format!("-ERR 'Permissions Violation for {what} to \"{subject}\"'\r\n");
+    let _ = shared.client.out.push_control(line.as_bytes());
+}
+
 fn ok(shared: &Shared) {
     if shared.client.verbose.load(Ordering::Relaxed) {
         let _ = shared.client.out.push_control(b"+OK\r\n");
@@ -482,11 +507,14 @@ fn report(shared: &Shared, e: &ProtoError, remote: &Remote) {
 
 /// Applies CONNECT; false when the client must go (bad credentials).
 fn connect(bus: &Bus, shared: &Shared, opts: &ConnectOptions, remote: &Remote) -> bool {
-    if !bus.auth.check(opts) {
+    let Some(who) = bus.auth.authenticate(opts) else {
         Counters::add(&bus.counters.refused_auth, 1);
         log::warn!("msgc client from {remote}: authorization violation");
         fail(shared, text::AUTHORIZATION_VIOLATION);
         return false;
+    };
+    if let Some(p) = bus.auth.permissions(&who) {
+        let _ = shared.perms.set(p);
     }
     let c = &shared.client;
     c.headers.store(opts.headers, Ordering::Relaxed);
