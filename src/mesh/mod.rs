@@ -35,7 +35,7 @@ pub const SUSPECT_AFTER: u32 = 3;
 /// whole log, which is bounded by the members' lag bound (docs/ORDERING.md).
 pub const MAX_FRAME: usize = 256 << 20;
 /// Longest handshake line accepted (the peers list rides on it).
-const MAX_HANDSHAKE_LINE: usize = 64 * 1024;
+pub const MAX_HANDSHAKE_LINE: usize = 64 * 1024;
 /// Events (frames, links up and down) waiting for the ordering layer; past
 /// it links are not read (TCP slows the peers).
 const EVENT_QUEUE: usize = 4096;
@@ -297,7 +297,7 @@ impl Mesh {
             let _ = s.set_nodelay(true);
             let mut conn = Conn::Tcp(s);
             let mut pending = Vec::new();
-            let info = read_line(&mut conn, &mut pending).await?;
+            let info = read_line(&mut conn, &mut pending, None).await?;
             let info: crate::client::proto::ServerInfo = info
                 .strip_prefix(b"INFO ")
                 .and_then(|j| serde_json::from_slice(j).ok())
@@ -325,7 +325,7 @@ impl Mesh {
             conn.write_all(&handshake::line(HELLO_VERB, &hello))
                 .await
                 .map_err(|e| e.to_string())?;
-            let answer = read_line(&mut conn, &mut pending).await?;
+            let answer = read_line(&mut conn, &mut pending, None).await?;
             if answer.starts_with(b"-ERR") {
                 return Err(format!("refused: {}", String::from_utf8_lossy(&answer)));
             }
@@ -369,7 +369,7 @@ impl Mesh {
         challenge: Option<String>,
         shutdown: Shutdown,
     ) {
-        let line = match read_line(&mut conn, &mut pending).await {
+        let line = match read_line(&mut conn, &mut pending, None).await {
             Ok(l) => l,
             Err(e) => {
                 log::info!("msgc peer handshake from {remote:?} failed: {e}");
@@ -661,10 +661,26 @@ pub async fn connect_from(local: Option<IpAddr>, addr: &str) -> std::io::Result<
     Err(last)
 }
 
-/// Reads one `\n`-terminated line (CR dropped); bytes after it stay in `pending`.
-async fn read_line(conn: &mut Conn, pending: &mut Vec<u8>) -> Result<Vec<u8>, String> {
+/// Reads one `\n`-terminated handshake line (CR dropped, at most
+/// [`MAX_HANDSHAKE_LINE`] bytes); bytes after it stay in `pending`. With
+/// `expect = Some((verb, what))` input that cannot begin `verb ` is refused
+/// at its first wrong byte ("not a `what` handshake"). Shared by the peer
+/// links and the node links.
+pub async fn read_line(
+    conn: &mut Conn,
+    pending: &mut Vec<u8>,
+    expect: Option<(&str, &str)>,
+) -> Result<Vec<u8>, String> {
     let mut buf = [0u8; 4096];
     loop {
+        if let Some((verb, what)) = expect {
+            let want = verb.as_bytes().iter().chain(b" ");
+            if pending.iter().zip(want).any(|(a, b)| a != b) {
+                return Err(format!(
+                    "not a {what} handshake (expected `{verb} {{...}}`)"
+                ));
+            }
+        }
         if let Some(i) = pending.iter().position(|&b| b == b'\n') {
             let mut line: Vec<u8> = pending.drain(..=i).collect();
             line.pop();

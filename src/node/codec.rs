@@ -24,8 +24,8 @@ pub const CHALLENGE_VERB: &str = "ECCLUSTER-CHALLENGE";
 /// Largest frame `length` accepted: a 64 KiB chunk plus headers, a status
 /// reply, with room to spare. Anything longer closes the link.
 pub const MAX_FRAME: usize = 1 << 20;
-/// Longest handshake line accepted (the peers list rides on it).
-pub const MAX_HANDSHAKE_LINE: usize = 64 * 1024;
+/// Longest handshake line accepted: the peer links' limit (the peers list rides on it).
+pub use crate::mesh::MAX_HANDSHAKE_LINE;
 
 /// The dialler's introduction: who it is, whom it means to reach, and the
 /// cluster (its whole `peers` list).

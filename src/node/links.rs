@@ -25,8 +25,8 @@ use super::codec::{
 use super::files::Incoming;
 use crate::config::{Peer, Settings};
 use crate::daemon::{Conn, Shutdown};
-use crate::mesh::secret;
 use crate::mesh::{self, Mesh, handshake};
+use crate::mesh::{read_line, secret};
 use crate::msgc::Bus;
 use crate::msgc::status::Counters;
 
@@ -309,7 +309,7 @@ impl NodeLinks {
                     .map_err(|e| e.to_string())?;
                 ours = Some(nonce);
             }
-            let line = read_line(&mut conn, &mut pending, Some(HELLO_VERB)).await?;
+            let line = read_line(&mut conn, &mut pending, Some((HELLO_VERB, "node"))).await?;
             let hello: Hello = handshake::parse(HELLO_VERB, &line)?;
             codec::check_hello(&hello, &self.me, &self.peers)?;
             match self.mesh.get() {
@@ -655,9 +655,6 @@ impl NodeLinks {
     }
 }
 
-/// Reads one `\n`-terminated line (CR dropped) of at most
-/// [`codec::MAX_HANDSHAKE_LINE`] bytes; bytes after it stay in `pending`.
-/// With `verb`, input that cannot be `verb ` fails at once.
 /// The nonce of an `ECCLUSTER-CHALLENGE` line.
 fn challenge(line: &[u8]) -> Result<String, String> {
     if line.starts_with(b"-ERR") {
@@ -669,36 +666,4 @@ fn challenge(line: &[u8]) -> Result<String, String> {
         .filter(|n| !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
         .map(str::to_owned)
         .ok_or_else(|| "the peer offers no challenge: it has no cluster secret (set the same secret_file on every node)".to_owned())
-}
-
-async fn read_line(
-    conn: &mut Conn,
-    pending: &mut Vec<u8>,
-    verb: Option<&str>,
-) -> Result<Vec<u8>, String> {
-    let mut buf = [0u8; 4096];
-    loop {
-        if let Some(v) = verb {
-            let want = v.as_bytes().iter().chain(b" ");
-            if pending.iter().zip(want).any(|(a, b)| a != b) {
-                return Err(format!("not a node handshake (expected `{v} {{...}}`)"));
-            }
-        }
-        if let Some(i) = pending.iter().position(|&b| b == b'\n') {
-            let mut line: Vec<u8> = pending.drain(..=i).collect();
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            return Ok(line);
-        }
-        if pending.len() > codec::MAX_HANDSHAKE_LINE {
-            return Err("handshake line too long".to_owned());
-        }
-        let n = conn.read(&mut buf).await.map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("connection closed during the handshake".to_owned());
-        }
-        pending.extend_from_slice(&buf[..n]);
-    }
 }
