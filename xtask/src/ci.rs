@@ -11,7 +11,7 @@ pub fn run(args: &[String]) -> Result {
     ensure_components()?;
 
     type Step = (&'static str, fn() -> Result);
-    let steps: [Step; 4] = [
+    let steps: [Step; 5] = [
         ("cargo fmt --all -- --check", || {
             util::run(util::cargo().args(["fmt", "--all", "--", "--check"]))
         }),
@@ -30,6 +30,9 @@ pub fn run(args: &[String]) -> Result {
         ),
         ("cargo xtask test", || crate::test::run(&[])),
         ("cargo xtask dist", || crate::dist::run(&[])),
+        ("cargo xtask fuzz --secs 20", || {
+            crate::fuzz::run(&["--secs".to_string(), "20".to_string()])
+        }),
     ];
 
     let mut times: Vec<(&str, Duration, bool)> = Vec::new();

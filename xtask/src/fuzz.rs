@@ -12,6 +12,17 @@ pub fn run(args: &[String]) -> Result {
         println!("no fuzz/Cargo.toml: nothing to fuzz");
         return Ok(());
     }
+    // libFuzzer's instrumentation needs nightly (`-Zsanitizer`).
+    if !util::succeeds(util::cmd("cargo").args(["+nightly", "--version"])) {
+        util::run(util::cmd("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))
+        .map_err(|e| format!("fuzzing needs a nightly toolchain and installing one failed: {e}"))?;
+    }
     if !util::succeeds(util::cmd("cargo").args(["fuzz", "--help"])) {
         util::run(util::cmd("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
     }
