@@ -16,3 +16,4 @@ pub mod msgc;
 pub mod node;
 pub mod order;
 pub mod subject;
+pub mod tls;

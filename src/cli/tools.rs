@@ -41,6 +41,32 @@ fn server(explicit: Option<String>, conf: Option<PathBuf>) -> String {
     }
 }
 
+/// `--tls-ca`, `--tls-cert`, `--tls-key` as a client TLS configuration.
+fn client_tls(
+    ca: &Option<PathBuf>,
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+) -> Result<Option<crate::tls::ClientTls>, String> {
+    let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let Some(ca) = ca else {
+        return match (cert, key) {
+            (None, None) => Ok(None),
+            _ => Err("--tls-cert and --tls-key need --tls-ca".to_owned()),
+        };
+    };
+    let ca = read(ca)?;
+    let pair = match (cert, key) {
+        (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together".to_owned()),
+    };
+    crate::tls::ClientTls::new(
+        &ca,
+        pair.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
+    )
+    .map(Some)
+}
+
 fn fail(what: &str, e: impl std::fmt::Display) -> ExitCode {
     eprintln!("ecclusterd: {what}: {e}");
     ExitCode::FAILURE
@@ -60,6 +86,15 @@ pub struct PubArgs {
     /// configuration file to take the default server from
     #[argh(option, short = 'c')]
     config: Option<PathBuf>,
+    /// CA certificate (PEM) to verify a TLS server with; needed when the server requires TLS
+    #[argh(option)]
+    tls_ca: Option<PathBuf>,
+    /// client certificate (PEM) to present over TLS, with --tls-key
+    #[argh(option)]
+    tls_cert: Option<PathBuf>,
+    /// the client certificate's private key (PEM)
+    #[argh(option)]
+    tls_key: Option<PathBuf>,
     /// subject to publish to (msgc: the group to multicast to)
     #[argh(positional)]
     subject: String,
@@ -82,6 +117,15 @@ pub struct SubArgs {
     /// configuration file to take the default server from
     #[argh(option, short = 'c')]
     config: Option<PathBuf>,
+    /// CA certificate (PEM) to verify a TLS server with; needed when the server requires TLS
+    #[argh(option)]
+    tls_ca: Option<PathBuf>,
+    /// client certificate (PEM) to present over TLS, with --tls-key
+    #[argh(option)]
+    tls_cert: Option<PathBuf>,
+    /// the client certificate's private key (PEM)
+    #[argh(option)]
+    tls_key: Option<PathBuf>,
     /// subject or pattern (msgc: the group to join)
     #[argh(positional)]
     subject: String,
@@ -107,6 +151,15 @@ pub struct RequestArgs {
     /// configuration file to take the default server from
     #[argh(option, short = 'c')]
     config: Option<PathBuf>,
+    /// CA certificate (PEM) to verify a TLS server with; needed when the server requires TLS
+    #[argh(option)]
+    tls_ca: Option<PathBuf>,
+    /// client certificate (PEM) to present over TLS, with --tls-key
+    #[argh(option)]
+    tls_cert: Option<PathBuf>,
+    /// the client certificate's private key (PEM)
+    #[argh(option)]
+    tls_key: Option<PathBuf>,
     /// subject of the service
     #[argh(positional)]
     subject: String,
@@ -132,6 +185,15 @@ pub struct StatusArgs {
     /// configuration file to take the default server from
     #[argh(option, short = 'c')]
     config: Option<PathBuf>,
+    /// CA certificate (PEM) to verify a TLS server with; needed when the server requires TLS
+    #[argh(option)]
+    tls_ca: Option<PathBuf>,
+    /// client certificate (PEM) to present over TLS, with --tls-key
+    #[argh(option)]
+    tls_cert: Option<PathBuf>,
+    /// the client certificate's private key (PEM)
+    #[argh(option)]
+    tls_key: Option<PathBuf>,
     /// print the raw JSON the node answered with
     #[argh(switch)]
     json: bool,
@@ -155,6 +217,15 @@ pub struct PingArgs {
     /// configuration file to take the default server from
     #[argh(option, short = 'c')]
     config: Option<PathBuf>,
+    /// CA certificate (PEM) to verify a TLS server with; needed when the server requires TLS
+    #[argh(option)]
+    tls_ca: Option<PathBuf>,
+    /// client certificate (PEM) to present over TLS, with --tls-key
+    #[argh(option)]
+    tls_cert: Option<PathBuf>,
+    /// the client certificate's private key (PEM)
+    #[argh(option)]
+    tls_key: Option<PathBuf>,
     /// the node to ping (a name in peers)
     #[argh(positional)]
     node: String,
@@ -181,6 +252,15 @@ pub struct SendFileArgs {
     /// configuration file to take the default server from
     #[argh(option, short = 'c')]
     config: Option<PathBuf>,
+    /// CA certificate (PEM) to verify a TLS server with; needed when the server requires TLS
+    #[argh(option)]
+    tls_ca: Option<PathBuf>,
+    /// client certificate (PEM) to present over TLS, with --tls-key
+    #[argh(option)]
+    tls_cert: Option<PathBuf>,
+    /// the client certificate's private key (PEM)
+    #[argh(option)]
+    tls_key: Option<PathBuf>,
     /// the receiving node (a name in peers)
     #[argh(positional)]
     node: String,
@@ -239,10 +319,15 @@ pub struct BenchArgs {
 pub fn publish(a: PubArgs) -> ExitCode {
     let server = server(a.server, a.config);
     smol::block_on(async {
-        let mut c = match Connection::connect_default(&server, "ecclusterd-pub").await {
-            Ok(c) => c,
-            Err(e) => return fail(&format!("cannot connect to {server}"), e),
+        let tls = match client_tls(&a.tls_ca, &a.tls_cert, &a.tls_key) {
+            Ok(t) => t,
+            Err(e) => return fail("TLS", e),
         };
+        let mut c =
+            match Connection::connect_default_tls(&server, "ecclusterd-pub", tls.as_ref()).await {
+                Ok(c) => c,
+                Err(e) => return fail(&format!("cannot connect to {server}"), e),
+            };
         let mut n = 0u64;
         match a.msg {
             Some(m) => {
@@ -274,10 +359,15 @@ pub fn publish(a: PubArgs) -> ExitCode {
 pub fn subscribe(a: SubArgs) -> ExitCode {
     let server = server(a.server, a.config);
     smol::block_on(async {
-        let mut c = match Connection::connect_default(&server, "ecclusterd-sub").await {
-            Ok(c) => c,
-            Err(e) => return fail(&format!("cannot connect to {server}"), e),
+        let tls = match client_tls(&a.tls_ca, &a.tls_cert, &a.tls_key) {
+            Ok(t) => t,
+            Err(e) => return fail("TLS", e),
         };
+        let mut c =
+            match Connection::connect_default_tls(&server, "ecclusterd-sub", tls.as_ref()).await {
+                Ok(c) => c,
+                Err(e) => return fail(&format!("cannot connect to {server}"), e),
+            };
         c.subscribe(&a.subject, a.queue.as_deref());
         if let Err(e) = c.ping().await {
             return fail(&format!("subscribe to {}", a.subject), e);
@@ -316,7 +406,17 @@ pub fn subscribe(a: SubArgs) -> ExitCode {
 pub fn request(a: RequestArgs) -> ExitCode {
     let server = server(a.server, a.config);
     smol::block_on(async {
-        let mut c = match Connection::connect_default(&server, "ecclusterd-request").await {
+        let tls = match client_tls(&a.tls_ca, &a.tls_cert, &a.tls_key) {
+            Ok(t) => t,
+            Err(e) => return fail("TLS", e),
+        };
+        let mut c = match Connection::connect_default_tls(
+            &server,
+            "ecclusterd-request",
+            tls.as_ref(),
+        )
+        .await
+        {
             Ok(c) => c,
             Err(e) => return fail(&format!("cannot connect to {server}"), e),
         };
@@ -344,10 +444,16 @@ pub fn request(a: RequestArgs) -> ExitCode {
 pub fn status(a: StatusArgs) -> ExitCode {
     let server = server(a.server, a.config);
     smol::block_on(async {
-        let mut c = match Connection::connect_default(&server, "ecclusterd-status").await {
-            Ok(c) => c,
-            Err(e) => return fail(&format!("cannot connect to {server}"), e),
+        let tls = match client_tls(&a.tls_ca, &a.tls_cert, &a.tls_key) {
+            Ok(t) => t,
+            Err(e) => return fail("TLS", e),
         };
+        let mut c =
+            match Connection::connect_default_tls(&server, "ecclusterd-status", tls.as_ref()).await
+            {
+                Ok(c) => c,
+                Err(e) => return fail(&format!("cannot connect to {server}"), e),
+            };
         let subject = match &a.node {
             Some(n) => format!("{STATUS_SUBJECT}.{n}"),
             None => STATUS_SUBJECT.to_owned(),
@@ -387,10 +493,15 @@ fn node_error(payload: &[u8]) -> Option<String> {
 pub fn ping(a: PingArgs) -> ExitCode {
     let server = server(a.server, a.config);
     smol::block_on(async {
-        let mut c = match Connection::connect_default(&server, "ecclusterd-ping").await {
-            Ok(c) => c,
-            Err(e) => return fail(&format!("cannot connect to {server}"), e),
+        let tls = match client_tls(&a.tls_ca, &a.tls_cert, &a.tls_key) {
+            Ok(t) => t,
+            Err(e) => return fail("TLS", e),
         };
+        let mut c =
+            match Connection::connect_default_tls(&server, "ecclusterd-ping", tls.as_ref()).await {
+                Ok(c) => c,
+                Err(e) => return fail(&format!("cannot connect to {server}"), e),
+            };
         let subject = format!("$MSGC.PING.{}", a.node);
         println!("PING {} via {server}", a.node);
         let mut rtts = Vec::new();
@@ -439,10 +550,17 @@ pub fn ping(a: PingArgs) -> ExitCode {
 pub fn send_file(a: SendFileArgs) -> ExitCode {
     let server = server(a.server, a.config);
     smol::block_on(async {
-        let mut c = match Connection::connect_default(&server, "ecclusterd-send-file").await {
-            Ok(c) => c,
-            Err(e) => return fail(&format!("cannot connect to {server}"), e),
+        let tls = match client_tls(&a.tls_ca, &a.tls_cert, &a.tls_key) {
+            Ok(t) => t,
+            Err(e) => return fail("TLS", e),
         };
+        let mut c =
+            match Connection::connect_default_tls(&server, "ecclusterd-send-file", tls.as_ref())
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => return fail(&format!("cannot connect to {server}"), e),
+            };
         let subject = format!("$MSGC.SENDFILE.{}", a.node);
         let reply = match c
             .request(&subject, a.path.as_bytes(), Duration::from_secs(a.timeout))

@@ -7,6 +7,9 @@ use std::io;
 use std::time::Duration;
 
 use async_net::TcpStream;
+
+use crate::daemon::Conn;
+use crate::tls::ClientTls;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 
 use super::proto::{self, ConnectOptions, Delivery, ServerInfo, ServerOp, ServerParser, encode};
@@ -19,7 +22,7 @@ const READ_LIMITS: proto::Limits = proto::Limits {
 };
 
 pub struct Connection {
-    stream: TcpStream,
+    stream: Conn,
     parser: ServerParser,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
@@ -42,10 +45,21 @@ impl Connection {
     /// Connects, reads `INFO`, sends `CONNECT`, and round-trips a `PING` so
     /// that a refused CONNECT is an error here, not later.
     pub async fn connect(addr: &str, opts: &ConnectOptions) -> io::Result<Connection> {
+        Connection::connect_tls(addr, opts, None).await
+    }
+
+    /// As [`Connection::connect`]; when the server's INFO says
+    /// `tls_required`, the TLS handshake follows it (the server's
+    /// certificate must be valid for the host of `addr` and chain to `tls`'s CA).
+    pub async fn connect_tls(
+        addr: &str,
+        opts: &ConnectOptions,
+        tls: Option<&ClientTls>,
+    ) -> io::Result<Connection> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         let mut c = Connection {
-            stream,
+            stream: Conn::Tcp(stream),
             parser: ServerParser::new(READ_LIMITS),
             rbuf: vec![0; 64 * 1024],
             wbuf: Vec::with_capacity(64 * 1024),
@@ -57,6 +71,23 @@ impl Connection {
             ServerOp::Info(info) => c.info = *info,
             other => return Err(proto_err(format!("expected INFO, got {other:?}"))),
         }
+        match (c.info.tls_required == Some(true), tls) {
+            (true, Some(tls)) => {
+                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+                c.stream = crate::tls::connect(c.stream.clone(), tls, host).await?;
+            }
+            (true, None) => {
+                return Err(io::Error::other(
+                    "the server requires TLS (give --tls-ca FILE)",
+                ));
+            }
+            (false, Some(_)) => {
+                return Err(io::Error::other(
+                    "TLS asked for, but the server does not offer it",
+                ));
+            }
+            (false, None) => {}
+        }
         encode::connect(&mut c.wbuf, opts);
         c.ping().await?;
         Ok(c)
@@ -65,6 +96,15 @@ impl Connection {
     /// Connects with options suitable for tools: headers and no_responders on,
     /// not verbose, not pedantic.
     pub async fn connect_default(addr: &str, name: &str) -> io::Result<Connection> {
+        Connection::connect_default_tls(addr, name, None).await
+    }
+
+    /// [`Connection::connect_default`] with TLS when the server requires it.
+    pub async fn connect_default_tls(
+        addr: &str,
+        name: &str,
+        tls: Option<&ClientTls>,
+    ) -> io::Result<Connection> {
         let opts = ConnectOptions {
             verbose: false,
             pedantic: false,
@@ -76,7 +116,7 @@ impl Connection {
             version: Some(env!("CARGO_PKG_VERSION").to_owned()),
             ..ConnectOptions::default()
         };
-        Connection::connect(addr, &opts).await
+        Connection::connect_tls(addr, &opts, tls).await
     }
 
     async fn read_op(&mut self) -> io::Result<ServerOp> {
@@ -130,6 +170,7 @@ impl Connection {
     pub async fn flush(&mut self) -> io::Result<()> {
         if !self.wbuf.is_empty() {
             self.stream.write_all(&self.wbuf).await?;
+            self.stream.flush().await?;
             self.wbuf.clear();
         }
         Ok(())

@@ -84,6 +84,18 @@ fn listener(o: &mut String, l: &ListenerSettings) {
             let _ = write!(o, ", file mode {:04o}", s.file_mode);
         }
         let _ = writeln!(o, "  [{}]", s.origin);
+        if let Some(t) = &s.tls {
+            let _ = writeln!(
+                o,
+                "    TLS: certificate {}, key {}, client CA {}, verify {}",
+                t.certificate.display(),
+                t.key.display(),
+                t.client_ca
+                    .as_ref()
+                    .map_or("none".to_owned(), |p| p.display().to_string()),
+                t.verify_mode.as_str()
+            );
+        }
     }
     if let Some(d) = &l.incoming_dir {
         let _ = writeln!(o, "  incoming_dir: {}", d.display());

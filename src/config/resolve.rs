@@ -13,8 +13,9 @@ use std::path::PathBuf;
 
 use super::settings::{
     BusSettings, ListenAddr, ListenerSettings, MsgcClientSettings, MsgcCommon, MsgcServerSettings,
-    Peer, Permissions, Settings, SocketSettings,
+    Peer, Permissions, Settings, SocketSettings, TlsSettings,
 };
+use crate::tls::{Material, Part, VerifyMode};
 
 /// Momentum's debug levels.
 pub(crate) const DEBUG_LEVELS: [&str; 6] =
@@ -31,6 +32,15 @@ pub(crate) fn resolve(cfg: Config, id: &Identity, files: &Files) -> Result<Setti
     }
     let node = node_name(id, cluster.nodename.as_ref())?;
 
+    let msgc_server = cfg.msgc_server.unwrap_or_default();
+    let secret_file = msgc_server.secret_file.as_ref().map(|f| {
+        // Relative to the folder of the file that names it, as includes are.
+        (relative(files, f), files.origin(f.pos))
+    });
+    let mut server = server(msgc_server, &node)?;
+    server.0.secret_file = secret_file;
+    let has_peers = server.0.peers.iter().any(|p| p.name != node);
+
     let mut seen: Vec<(ListenAddr, Pos)> = Vec::new();
     let eccluster = listener(
         "ECCluster_Listener",
@@ -38,6 +48,7 @@ pub(crate) fn resolve(cfg: Config, id: &Identity, files: &Files) -> Result<Setti
         ECCLUSTER_DEFAULT,
         files,
         &mut seen,
+        has_peers,
     )?;
     let msgcserver = listener(
         "msgcserver_listener",
@@ -45,20 +56,8 @@ pub(crate) fn resolve(cfg: Config, id: &Identity, files: &Files) -> Result<Setti
         MSGCSERVER_DEFAULT,
         files,
         &mut seen,
+        has_peers,
     )?;
-
-    let msgc_server = cfg.msgc_server.unwrap_or_default();
-    let secret_file = msgc_server.secret_file.as_ref().map(|f| {
-        // Relative to the folder of the file that names it, as includes are.
-        let written = PathBuf::from(&f.value);
-        let path = match files.path(f.pos.file).and_then(|p| p.parent()) {
-            Some(dir) if written.is_relative() => dir.join(written),
-            _ => written,
-        };
-        (path, files.origin(f.pos))
-    });
-    let mut server = server(msgc_server, &node)?;
-    server.0.secret_file = secret_file;
     check_port(
         &server,
         &node,
@@ -129,13 +128,20 @@ fn listener(
     default: ListenAddr,
     files: &Files,
     seen: &mut Vec<(ListenAddr, Pos)>,
+    has_peers: bool,
 ) -> Result<ListenerSettings, Diag> {
     let Some(scope) = scope else {
         let none = ListenOpts::default();
         let parent = Listener::default();
         return Ok(ListenerSettings {
             name,
-            sockets: vec![socket(default, &none, &parent, "<default>".to_owned())],
+            sockets: vec![socket(
+                default,
+                &none,
+                &parent,
+                "<default>".to_owned(),
+                None,
+            )],
             incoming_dir: None,
         });
     };
@@ -166,7 +172,8 @@ fn listener(
             ));
         }
         seen.push((addr.clone(), inst.pos));
-        sockets.push(socket(addr, opts, l, files.origin(inst.key)));
+        let tls = tls(name, opts, l, files, has_peers)?;
+        sockets.push(socket(addr, opts, l, files.origin(inst.key), tls));
     }
     // Listener level, else the first `Listen` scope that sets it.
     let dir = l.incoming_dir.as_ref().or_else(|| {
@@ -198,7 +205,13 @@ fn listener(
 }
 
 /// One socket's options: Listen, else listener, else default.
-fn socket(addr: ListenAddr, o: &ListenOpts, l: &Listener, origin: String) -> SocketSettings {
+fn socket(
+    addr: ListenAddr,
+    o: &ListenOpts,
+    l: &Listener,
+    origin: String,
+    tls: Option<TlsSettings>,
+) -> SocketSettings {
     // Momentum documents 4096 for its SMTP-era listeners; a bus capped by
     // 4 KiB socket buffers moves a few MB/s, so unset means the kernel's
     // autotuning here (documented in README).
@@ -219,8 +232,120 @@ fn socket(addr: ListenAddr, o: &ListenOpts, l: &Listener, origin: String) -> Soc
         send_buffer: buf(o.tcp_send_buffer_size.or(l.tcp_send_buffer_size)),
         file_mode: o.file_mode.or(l.file_mode).map_or(0o660, |m| m.0),
         max_connections: o.max_connections.or(l.max_connections).unwrap_or(10_000),
+        tls,
         origin,
     }
+}
+
+/// A path option, relative to the folder of the file that names it (as includes are).
+fn relative(files: &Files, f: &Spanned<String>) -> PathBuf {
+    let written = PathBuf::from(&f.value);
+    match files.path(f.pos.file).and_then(|p| p.parent()) {
+        Some(dir) if written.is_relative() => dir.join(written),
+        _ => written,
+    }
+}
+
+/// One socket's TLS options (Listen, else listener), read and checked.
+fn tls(
+    name: &str,
+    o: &ListenOpts,
+    l: &Listener,
+    files: &Files,
+    has_peers: bool,
+) -> Result<Option<TlsSettings>, Diag> {
+    let cert = o.tls_certificate.as_ref().or(l.tls_certificate.as_ref());
+    let key = o.tls_key.as_ref().or(l.tls_key.as_ref());
+    let ca = o.tls_client_ca.as_ref().or(l.tls_client_ca.as_ref());
+    let mode = o.tls_verify_mode.as_ref().or(l.tls_verify_mode.as_ref());
+    let (cert, key) = match (cert, key) {
+        (None, None) => {
+            if let Some(x) = ca.or(mode) {
+                return Err(Diag::at(
+                    "TLS options need `tls_certificate` and `tls_key` on this listener or Listen",
+                    x.key,
+                ));
+            }
+            return Ok(None);
+        }
+        (Some(c), None) => {
+            return Err(Diag::at("`tls_certificate` needs `tls_key` too", c.key));
+        }
+        (None, Some(k)) => {
+            return Err(Diag::at("`tls_key` needs `tls_certificate` too", k.key));
+        }
+        (Some(c), Some(k)) => (c, k),
+    };
+    let verify_mode = match mode {
+        None if ca.is_some() => VerifyMode::Optional,
+        None => VerifyMode::None,
+        Some(m) => VerifyMode::parse(&m.value).ok_or_else(|| {
+            Diag::at(
+                format!(
+                    "`tls_verify_mode` must be one of {}, found `{}`",
+                    VerifyMode::VALUES,
+                    m.value
+                ),
+                m.pos,
+            )
+        })?,
+    };
+    if verify_mode != VerifyMode::None && ca.is_none() {
+        let pos = mode.map_or(cert.key, |m| m.pos);
+        return Err(Diag::at(
+            format!(
+                "`tls_verify_mode = {}` needs `tls_client_ca` (the CA client certificates must chain to)",
+                verify_mode.as_str()
+            ),
+            pos,
+        ));
+    }
+    if has_peers && (ca.is_none() || verify_mode == VerifyMode::None) {
+        let pos = mode.map_or(cert.key, |m| m.pos);
+        return Err(Diag::at(
+            format!(
+                "TLS on `{name}` of a node with peers needs `tls_client_ca` and `tls_verify_mode` optional or require: nodes verify each other's certificates against it"
+            ),
+            pos,
+        ));
+    }
+    let read = |f: &Spanned<String>, what: &str| {
+        let path = relative(files, f);
+        std::fs::read(&path)
+            .map(|b| (path.clone(), b))
+            .map_err(|e| {
+                Diag::at(
+                    format!("cannot read `{what}` file {}: {e}", path.display()),
+                    f.pos,
+                )
+            })
+    };
+    let (cert_path, cert_pem) = read(cert, "tls_certificate")?;
+    let (key_path, key_pem) = read(key, "tls_key")?;
+    let ca = ca
+        .map(|c| read(c, "tls_client_ca").map(|r| (c, r)))
+        .transpose()?;
+    let material = Material::load(
+        &cert_pem,
+        &key_pem,
+        ca.as_ref().map(|(_, (_, b))| b.as_slice()),
+        verify_mode,
+    )
+    .map_err(|(part, why)| {
+        let pos = match part {
+            Part::Certificate => cert.pos,
+            Part::Key => key.pos,
+            Part::ClientCa => ca.as_ref().map_or(cert.pos, |(c, _)| c.pos),
+        };
+        Diag::at(why, pos)
+    })?;
+    Ok(Some(TlsSettings {
+        certificate: cert_path,
+        key: key_path,
+        client_ca: ca.map(|(_, (p, _))| p),
+        verify_mode,
+        material,
+    }))
 }
 
 macro_rules! common {

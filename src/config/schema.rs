@@ -59,6 +59,11 @@ macro_rules! with_listener_options {
             pub max_connections: Option<u32>,
             /// ECCluster_Listener: where files sent by other nodes land.
             pub incoming_dir: Option<Spanned<String>>,
+            /// TLS (Momentum's listener option names): PEM files and client verification.
+            pub tls_certificate: Option<Spanned<String>>,
+            pub tls_key: Option<Spanned<String>>,
+            pub tls_client_ca: Option<Spanned<String>>,
+            pub tls_verify_mode: Option<Spanned<String>>,
             $(pub $extra: $t,)*
         }
     };

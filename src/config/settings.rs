@@ -52,8 +52,29 @@ pub struct SocketSettings {
     pub file_mode: u32,
     /// `max_connections`: connections held at once on this socket (default 10000; 0 = unlimited).
     pub max_connections: u32,
+    /// `tls_certificate` and friends: TLS on this socket, when set.
+    pub tls: Option<TlsSettings>,
     /// `config_pos`: "file:line:column" of the `Listen` scope, for messages.
     pub origin: String,
+}
+
+/// A socket's TLS: the files as resolved (relative to the file naming
+/// them), and what was read from them, already checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsSettings {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+    pub verify_mode: crate::tls::VerifyMode,
+    pub material: crate::tls::Material,
+}
+
+impl ListenerSettings {
+    /// The TLS a node uses when it dials this listener on other nodes: the
+    /// first socket's that has TLS (every node's listener should agree).
+    pub fn tls(&self) -> Option<&TlsSettings> {
+        self.sockets.iter().find_map(|s| s.tls.as_ref())
+    }
 }
 
 /// A `Listen` address as Momentum writes it.

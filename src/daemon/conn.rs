@@ -15,6 +15,8 @@ use futures_lite::{AsyncRead, AsyncWrite};
 pub enum Conn {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// A TLS session over one of the above (see `crate::tls`).
+    Tls(crate::tls::TlsConn),
 }
 
 /// Where a connection came from, for logs and `INFO`.
@@ -48,7 +50,20 @@ impl Conn {
         let _ = match self {
             Conn::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
             Conn::Unix(s) => s.shutdown(std::net::Shutdown::Both),
+            Conn::Tls(t) => {
+                t.raw().shutdown();
+                Ok(())
+            }
         };
+    }
+
+    /// The local address of a TCP connection (under TLS too).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Conn::Tcp(s) => s.local_addr().ok(),
+            Conn::Unix(_) => None,
+            Conn::Tls(t) => t.raw().local_addr(),
+        }
     }
 }
 
@@ -61,6 +76,7 @@ impl AsyncRead for Conn {
         match self.get_mut() {
             Conn::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Conn::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -74,6 +90,7 @@ impl AsyncWrite for Conn {
         match self.get_mut() {
             Conn::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Conn::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -85,6 +102,7 @@ impl AsyncWrite for Conn {
         match self.get_mut() {
             Conn::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Conn::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Conn::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -92,6 +110,7 @@ impl AsyncWrite for Conn {
         match self.get_mut() {
             Conn::Tcp(s) => Pin::new(s).poll_flush(cx),
             Conn::Unix(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -99,6 +118,7 @@ impl AsyncWrite for Conn {
         match self.get_mut() {
             Conn::Tcp(s) => Pin::new(s).poll_close(cx),
             Conn::Unix(s) => Pin::new(s).poll_close(cx),
+            Conn::Tls(s) => Pin::new(s).poll_close(cx),
         }
     }
 }

@@ -194,12 +194,16 @@ fn bind_unix(path: &Path, settings: &SocketSettings) -> io::Result<(Listening, L
 
 /// What a listener does with its connections.
 pub trait Service: Send + Sync + 'static {
-    /// Serves one connection until it ends or `shutdown` fires.
+    /// Serves one connection until it ends or `shutdown` fires. `tls` is
+    /// the socket's TLS, when configured: the service decides when the
+    /// handshake happens (after INFO on msgcserver_listener, first on
+    /// ECCluster_Listener).
     fn serve(
         self: Arc<Self>,
         conn: Conn,
         remote: Remote,
         local: Local,
+        tls: Option<crate::tls::Material>,
         shutdown: Shutdown,
     ) -> futures_lite::future::Boxed<()>;
 
@@ -224,6 +228,7 @@ pub async fn accept_loop(
         n => n as usize,
     };
     let nodelay = bound.settings.nodelay;
+    let tls = bound.settings.tls.as_ref().map(|t| t.material.clone());
     let name = bound.listener;
     let local = bound.local.clone();
     let mut backoff = Duration::from_millis(5);
@@ -278,7 +283,7 @@ pub async fn accept_loop(
         log::debug!("{name} {local}: accepted {remote}");
         let fut = service
             .clone()
-            .serve(conn, remote, local.clone(), shutdown.clone());
+            .serve(conn, remote, local.clone(), tls.clone(), shutdown.clone());
         let live = live.clone();
         ex.spawn(async move {
             fut.await;

@@ -95,6 +95,9 @@ pub struct Mesh {
     events: Sender<Event>,
     /// `secret_file`: when set, both ends of every link prove they hold it.
     secret: Option<secret::Secret>,
+    /// TLS of our msgcserver_listener: links to peers use it too (our
+    /// certificate presented, theirs checked against `tls_client_ca`).
+    tls: Option<crate::tls::ClientTls>,
 }
 
 impl Mesh {
@@ -141,6 +144,10 @@ impl Mesh {
             started: now,
             events,
             secret,
+            tls: settings
+                .msgcserver
+                .tls()
+                .and_then(|t| t.material.dialer().cloned()),
         };
         (Arc::new(mesh), rx)
     }
@@ -296,12 +303,28 @@ impl Mesh {
                 .map_err(|e| e.to_string())?;
             let _ = s.set_nodelay(true);
             let mut conn = Conn::Tcp(s);
+            let local = conn.local_addr();
             let mut pending = Vec::new();
             let info = read_line(&mut conn, &mut pending, None).await?;
             let info: crate::client::proto::ServerInfo = info
                 .strip_prefix(b"INFO ")
                 .and_then(|j| serde_json::from_slice(j).ok())
                 .ok_or("not an msgc listener (no INFO)")?;
+            // TLS after INFO, as NATS clients do; both ends must agree on it.
+            match (info.tls_required == Some(true), &self.tls) {
+                (true, Some(tls)) => {
+                    conn = crate::tls::connect(conn, tls, &peer.host)
+                        .await
+                        .map_err(|e| format!("TLS handshake failed: {e}"))?;
+                }
+                (true, None) => {
+                    return Err("the peer requires TLS, but this node's msgcserver_listener has none".to_owned());
+                }
+                (false, Some(_)) => {
+                    return Err("the peer does not offer TLS, but this node's msgcserver_listener uses it (configure TLS on every node)".to_owned());
+                }
+                (false, None) => {}
+            }
             // With a secret: answer the listener's challenge, and send ours.
             let sides = secret::Sides {
                 link: secret::Link::Mesh,
@@ -310,10 +333,6 @@ impl Mesh {
             };
             let challenge = info.msgc_peer_nonce;
             let proof = secret::dialer_proof(self.secret.as_ref(), sides, challenge.as_deref())?;
-            let local = match &conn {
-                Conn::Tcp(s) => s.local_addr().ok(),
-                Conn::Unix(_) => None,
-            };
             let hello = Hello {
                 protocol: PROTOCOL,
                 node: self.me.clone(),
@@ -325,6 +344,7 @@ impl Mesh {
             conn.write_all(&handshake::line(HELLO_VERB, &hello))
                 .await
                 .map_err(|e| e.to_string())?;
+            conn.flush().await.map_err(|e| e.to_string())?;
             let answer = read_line(&mut conn, &mut pending, None).await?;
             if answer.starts_with(b"-ERR") {
                 return Err(format!("refused: {}", String::from_utf8_lossy(&answer)));
@@ -379,6 +399,7 @@ impl Mesh {
         let checked = handshake::parse::<Hello>(HELLO_VERB, &line)
             .and_then(|h| handshake::check_hello(&h, &self.me, &self.peers).map(|()| h))
             .and_then(|h| self.check_address(&h.node, remote).map(|()| h))
+            .and_then(|h| self.check_certificate(&h.node, &conn).map(|()| h))
             .and_then(|h| self.check_proof(&h, challenge.as_deref()).map(|()| h));
         let hello = match checked {
             Ok(h) => h,
@@ -387,6 +408,7 @@ impl Mesh {
                 let _ = conn
                     .write_all(format!("-ERR 'msgc peer refused: {why}'\r\n").as_bytes())
                     .await;
+                let _ = conn.flush().await;
                 conn.shutdown();
                 return;
             }
@@ -400,6 +422,7 @@ impl Mesh {
             let _ = conn
                 .write_all(b"-ERR 'msgc peer refused: the node whose name sorts first dials'\r\n")
                 .await;
+            let _ = conn.flush().await;
             conn.shutdown();
             return;
         }
@@ -424,6 +447,7 @@ impl Mesh {
             .write_all(&handshake::line(WELCOME_VERB, &welcome))
             .await
             .is_err()
+            || conn.flush().await.is_err()
         {
             return;
         }
@@ -451,6 +475,14 @@ impl Mesh {
             hello.nonce.as_deref(),
             hello.mac.as_deref(),
         )
+    }
+
+    /// Over TLS, the peer's client certificate must be valid for its host in `peers`.
+    pub fn check_certificate(&self, name: &str, conn: &Conn) -> Result<(), String> {
+        match self.peers.iter().find(|p| p.name == name) {
+            Some(peer) => crate::tls::check_peer_name(conn, &peer.host),
+            None => Err(format!("`{name}` is not in peers")),
+        }
     }
 
     /// A peer's configured host, when it is an IP literal, must be where it connects from.
@@ -613,6 +645,8 @@ async fn link_writer(mut conn: Conn, rx: Receiver<Frame>) -> Result<(), String> 
             }
         }
         conn.write_all(&out).await.map_err(|e| e.to_string())?;
+        // TLS holds records until flushed; a no-op on plain sockets.
+        conn.flush().await.map_err(|e| e.to_string())?;
     }
     Err("link queue closed (stuck, replaced or stopping)".to_owned())
 }

@@ -181,6 +181,7 @@ impl Bus {
         local: &Local,
         private_name: &str,
         peer_nonce: Option<&str>,
+        tls: Option<crate::tls::VerifyMode>,
     ) -> Vec<u8> {
         let (host, port) = match local {
             Local::Tcp(a) => (a.ip().to_string(), a.port()),
@@ -202,7 +203,8 @@ impl Bus {
             },
             cluster: Some("msgc".to_owned()),
             auth_required: self.auth.required().then_some(true),
-            tls_required: None,
+            tls_required: tls.map(|_| true),
+            tls_verify: (tls == Some(crate::tls::VerifyMode::Require)).then_some(true),
             msgc_private_name: Some(private_name.to_owned()),
             msgc_peer_nonce: peer_nonce.map(str::to_owned),
         };
@@ -244,6 +246,7 @@ impl Service for MsgcService {
         conn: Conn,
         remote: Remote,
         local: Local,
+        tls: Option<crate::tls::Material>,
         shutdown: Shutdown,
     ) -> futures_lite::future::Boxed<()> {
         Box::pin(session::serve(
@@ -251,6 +254,7 @@ impl Service for MsgcService {
             conn,
             remote,
             local,
+            tls,
             shutdown,
         ))
     }

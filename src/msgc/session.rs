@@ -48,6 +48,7 @@ pub async fn serve(
     mut conn: Conn,
     remote: Remote,
     local: Local,
+    tls: Option<crate::tls::Material>,
     shutdown: Shutdown,
 ) {
     let id = bus.next_client_id();
@@ -58,12 +59,48 @@ pub async fn serve(
         .mesh()
         .filter(|m| m.has_secret())
         .and_then(|_| crate::mesh::secret::nonce());
-    let info = bus.info(id, &remote, &local, &private_name, challenge.as_deref());
+    let verify = tls.as_ref().map(|t| t.verify());
+    let info = bus.info(
+        id,
+        &remote,
+        &local,
+        &private_name,
+        challenge.as_deref(),
+        verify,
+    );
     if conn.write_all(&info).await.is_err() {
         return;
     }
-    // Clients and peer servers share this port: the first bytes tell them apart.
     let mut deadline = Timer::after(bus.limits.connect_timeout);
+    // With TLS, as nats-server does: INFO in plain text, then the client's handshake.
+    if let Some(tls) = &tls {
+        let upgraded = async { Some(upgrade(conn.clone(), tls).await) }
+            .or(async {
+                (&mut deadline).await;
+                None
+            })
+            .await;
+        match upgraded {
+            Some(Ok(c)) => conn = c,
+            Some(Err(Upgrade::Plain)) => {
+                log::info!("msgc client {remote}: plain text on a TLS listener; refused");
+                let _ = conn.write_all(&err_line(text::TLS_REQUIRED)).await;
+                conn.shutdown();
+                return;
+            }
+            Some(Err(Upgrade::Failed(e))) => {
+                log::info!("msgc client {remote}: TLS handshake failed: {e}");
+                conn.shutdown();
+                return;
+            }
+            None => {
+                log::info!("msgc client {remote}: no TLS handshake within connect_timeout");
+                conn.shutdown();
+                return;
+            }
+        }
+    }
+    // Clients and peer servers share this port: the first bytes tell them apart.
     let mut first = Vec::new();
     let mut buf = vec![0u8; READ_MIN];
     loop {
@@ -81,6 +118,7 @@ pub async fn serve(
                                 b"-ERR 'msgc peer refused: this node has no peers configured'\r\n",
                             )
                             .await;
+                        let _ = conn.flush().await;
                         conn.shutdown();
                     }
                 }
@@ -101,6 +139,7 @@ pub async fn serve(
                 let _ = conn
                     .write_all(&err_line(text::AUTHENTICATION_TIMEOUT))
                     .await;
+                let _ = conn.flush().await;
                 conn.shutdown();
                 return;
             }
@@ -146,6 +185,26 @@ pub async fn serve(
         submit_group_changes(&bus, &mut r);
     }
     log::debug!("msgc client {} closed", shared.client.private_name);
+}
+
+enum Upgrade {
+    /// The first byte was not a TLS handshake record: a plain client.
+    Plain,
+    Failed(std::io::Error),
+}
+
+/// The server side of the TLS handshake after INFO.
+async fn upgrade(mut conn: Conn, tls: &crate::tls::Material) -> Result<Conn, Upgrade> {
+    let first = crate::tls::first_bytes(&mut conn)
+        .await
+        .map_err(Upgrade::Failed)?;
+    match first.first() {
+        None => Err(Upgrade::Failed(std::io::ErrorKind::UnexpectedEof.into())),
+        Some(&crate::tls::HANDSHAKE_RECORD) => crate::tls::accept(conn, tls, first)
+            .await
+            .map_err(Upgrade::Failed),
+        Some(_) => Err(Upgrade::Plain),
+    }
 }
 
 /// Closes the outbound queue with a final `-ERR` the writer still sends.
@@ -559,7 +618,13 @@ async fn write_half(shared: &Shared, mut conn: Conn) {
             })
             .await;
     }
-    let _ = conn.flush().await;
+    let _ = conn
+        .flush()
+        .or(async {
+            Timer::after(LAST_WORDS).await;
+            Ok(())
+        })
+        .await;
     conn.shutdown();
 }
 
@@ -576,7 +641,8 @@ async fn write_batch(conn: &mut Conn, batch: &Batch) -> std::io::Result<()> {
         }
         done += n;
     }
-    Ok(())
+    // A no-op on plain sockets; TLS sends the records it holds.
+    conn.flush().await
 }
 
 async fn keepalive(bus: &Bus, shared: &Shared) {

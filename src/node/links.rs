@@ -99,6 +99,9 @@ pub struct NodeLinks {
     generation: AtomicU64,
     /// Queues of direct bus messages, one per destination (`direct.rs`).
     pub(super) direct: super::direct::Senders,
+    /// TLS of our ECCluster_Listener: links we dial use it too (TLS from the
+    /// first byte; our certificate presented, theirs checked against `tls_client_ca`).
+    tls: Option<crate::tls::ClientTls>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -146,6 +149,10 @@ impl NodeLinks {
             next_id: AtomicU64::new(seed),
             generation: AtomicU64::new(1),
             direct: super::direct::Senders::default(),
+            tls: settings
+                .eccluster
+                .tls()
+                .and_then(|t| t.material.dialer().cloned()),
         })
     }
 
@@ -250,6 +257,16 @@ impl NodeLinks {
             .map_err(|e| e.to_string())?;
         let _ = s.set_nodelay(true);
         let mut conn = Conn::Tcp(s);
+        if let Some(tls) = &self.tls {
+            let host = self
+                .peers
+                .iter()
+                .find(|p| p.name == peer)
+                .map_or(peer, |p| p.host.as_str());
+            conn = crate::tls::connect(conn, tls, host)
+                .await
+                .map_err(|e| format!("TLS handshake failed: {e}"))?;
+        }
         let mut pending = Vec::new();
         let secret = self.mesh.get().and_then(|m| m.secret());
         let sides = secret::Sides {
@@ -274,6 +291,7 @@ impl NodeLinks {
         conn.write_all(&handshake::line(HELLO_VERB, &hello))
             .await
             .map_err(|e| e.to_string())?;
+        conn.flush().await.map_err(|e| e.to_string())?;
         let answer = read_line(&mut conn, &mut pending, None).await?;
         if answer.starts_with(b"-ERR") {
             return Err(format!("refused: {}", String::from_utf8_lossy(&answer)));
@@ -296,24 +314,39 @@ impl NodeLinks {
     }
 
     /// Serves a connection accepted on ECCluster_Listener.
-    pub async fn accept(self: Arc<Self>, mut conn: Conn, remote: Option<SocketAddr>) {
+    /// With `tls`, the TLS handshake comes first (within `connect_timeout`).
+    pub async fn accept(
+        self: Arc<Self>,
+        mut conn: Conn,
+        remote: Option<SocketAddr>,
+        tls: Option<crate::tls::Material>,
+    ) {
         let who = remote.map_or_else(|| "unix socket".to_owned(), |a| a.to_string());
         let mut pending = Vec::new();
         let secret = self.mesh.get().and_then(|m| m.secret());
         let mut ours = None;
         let handshake = async {
+            if let Some(tls) = &tls {
+                conn = crate::tls::accept(conn.clone(), tls, Vec::new())
+                    .await
+                    .map_err(|e| format!("TLS handshake failed: {e}"))?;
+            }
             if secret.is_some() {
                 let nonce = secret::nonce().ok_or("no randomness for a nonce")?;
                 conn.write_all(format!("{CHALLENGE_VERB} {nonce}\r\n").as_bytes())
                     .await
                     .map_err(|e| e.to_string())?;
+                conn.flush().await.map_err(|e| e.to_string())?;
                 ours = Some(nonce);
             }
             let line = read_line(&mut conn, &mut pending, Some((HELLO_VERB, "node"))).await?;
             let hello: Hello = handshake::parse(HELLO_VERB, &line)?;
             codec::check_hello(&hello, &self.me, &self.peers)?;
             match self.mesh.get() {
-                Some(m) => m.check_address(&hello.node, remote)?,
+                Some(m) => {
+                    m.check_address(&hello.node, remote)?;
+                    m.check_certificate(&hello.node, &conn)?;
+                }
                 None => return Err("this node has no peers".to_owned()),
             }
             let sides = secret::Sides {
@@ -368,6 +401,7 @@ impl NodeLinks {
             .write_all(&handshake::line(WELCOME_VERB, &welcome))
             .await
             .is_err()
+            || conn.flush().await.is_err()
         {
             return;
         }
@@ -633,6 +667,10 @@ impl NodeLinks {
                 }
             }
             conn.write_all(&out).await.map_err(|e| e.to_string())?;
+            // TLS holds records until flushed; a no-op on plain sockets.
+            conn.flush().await.map_err(|e| e.to_string())?;
+            // TLS holds records until flushed; a no-op on plain sockets.
+            conn.flush().await.map_err(|e| e.to_string())?;
             *lock(active) = Instant::now();
             Counters::add(&self.counters.direct_frames_out, frames);
             Counters::add(&self.counters.direct_bytes_out, out.len() as u64);

@@ -154,13 +154,14 @@ impl Service for NodeService {
         conn: Conn,
         remote: Remote,
         _local: Local,
+        tls: Option<crate::tls::Material>,
         shutdown: Shutdown,
     ) -> futures_lite::future::Boxed<()> {
         let links = self.0.clone();
         Box::pin(async move {
             let c = conn.clone();
             links
-                .accept(conn, remote.tcp())
+                .accept(conn, remote.tcp(), tls)
                 .or(async { shutdown.wait().await })
                 .await;
             c.shutdown();

@@ -14,6 +14,8 @@ pub mod text {
     pub const AUTHORIZATION_VIOLATION: &str = "Authorization Violation";
     pub const AUTHENTICATION_TIMEOUT: &str = "Authentication Timeout";
     pub const SLOW_CONSUMER: &str = "Slow Consumer";
+    /// Plain text on a listener that requires TLS (nats-server's text).
+    pub const TLS_REQUIRED: &str = "Secure Connection - TLS Required";
     pub const STALE_CONNECTION: &str = "Stale Connection";
     pub const MAX_CONNECTIONS_EXCEEDED: &str = "maximum connections exceeded";
     pub const MAX_SUBSCRIPTIONS_EXCEEDED: &str = "maximum subscriptions exceeded";

@@ -74,6 +74,9 @@ pub struct ServerInfo {
     pub auth_required: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_required: Option<bool>,
+    /// With `tls_verify_mode = require`: clients must present a certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_verify: Option<bool>,
     /// msgc extension: this client's private name `#<client id>#<node>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub msgc_private_name: Option<String>,
@@ -99,6 +102,7 @@ impl Default for ServerInfo {
             cluster: None,
             auth_required: None,
             tls_required: None,
+            tls_verify: None,
             msgc_private_name: None,
             msgc_peer_nonce: None,
         }
