@@ -376,11 +376,16 @@ impl NodeLinks {
             Err(why) => {
                 log::warn!("ECCluster_Listener: connection from {who} refused: {why}");
                 let why = why.replace('\'', "\"");
-                let _ = conn
-                    .write_all(
-                        format!("-ERR 'ECCluster_Listener: node refused: {why}'\r\n").as_bytes(),
-                    )
-                    .await;
+                // A TLS listener whose handshake did not finish has no channel to explain on.
+                let plain_on_tls = tls.is_some() && !matches!(conn, Conn::Tls(_));
+                if !plain_on_tls {
+                    let _ = conn
+                        .write_all(
+                            format!("-ERR 'ECCluster_Listener: node refused: {why}'\r\n")
+                                .as_bytes(),
+                        )
+                        .await;
+                }
                 let _ = conn.flush().await;
                 conn.shutdown();
                 return;
