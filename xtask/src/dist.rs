@@ -20,9 +20,12 @@ const BIN: &str = "ecclusterd";
 const PROFILE: &str = "dist";
 
 pub fn run(args: &[String]) -> Result {
-    if let Some(arg) = args.first() {
-        return Err(format!("`dist` takes no arguments, got `{arg}`"));
-    }
+    // `--no-tls`: the binary without the `tls` feature, to measure what TLS costs.
+    let tls = match args {
+        [] => true,
+        [a] if a == "--no-tls" => false,
+        [a, ..] => return Err(format!("`dist` takes only `--no-tls`, got `{a}`")),
+    };
     let root = util::project_root();
     let version = util::package_version()?;
 
@@ -31,7 +34,10 @@ pub fn run(args: &[String]) -> Result {
     let entries = entries(&root, &bin)?;
 
     ensure_target()?;
-    build(&bin)?;
+    if tls {
+        ensure_musl_gcc()?;
+    }
+    build(&bin, tls)?;
 
     let data = fs::read(&bin).map_err(|e| format!("cannot read {}: {e}", bin.display()))?;
     let linkage = crate::elf::check_static(&data)
@@ -51,7 +57,10 @@ pub fn run(args: &[String]) -> Result {
     }
     println!("smoke run: {out}");
 
-    let name = format!("{BIN}-{version}-{TARGET}");
+    let name = format!(
+        "{BIN}-{version}-{TARGET}{}",
+        if tls { "" } else { "-no-tls" }
+    );
     let dist = root.join("target").join("dist");
     clean(&dist)?;
 
@@ -111,8 +120,22 @@ fn ensure_target() -> Result {
     util::run(util::cmd("rustup").args(["target", "add", TARGET]))
 }
 
+/// ring (rustls' crypto) compiles C and assembly for the target: musl-gcc (Debian
+/// `musl-tools`) is installed when missing.
+fn ensure_musl_gcc() -> Result {
+    if util::on_path("musl-gcc").is_some() {
+        return Ok(());
+    }
+    eprintln!("musl-gcc is missing (ring needs it for {TARGET}): installing musl-tools");
+    util::apt_install("musl-tools")?;
+    match util::on_path("musl-gcc") {
+        Some(_) => Ok(()),
+        None => Err("musl-tools installed, but musl-gcc is still not on PATH".to_owned()),
+    }
+}
+
 /// Build the binary at `bin` (its path under the target dir).
-fn build(bin: &Path) -> Result {
+fn build(bin: &Path, tls: bool) -> Result {
     let mut cmd = util::cargo();
     cmd.args([
         "build",
@@ -123,6 +146,11 @@ fn build(bin: &Path) -> Result {
         "--bin",
         BIN,
     ]);
+    if tls {
+        cmd.env("CC_x86_64_unknown_linux_musl", "musl-gcc");
+    } else {
+        cmd.arg("--no-default-features");
+    }
     // Append to the caller's flags. CARGO_ENCODED_RUSTFLAGS wins over RUSTFLAGS in cargo, so
     // extend whichever is in effect.
     const STATIC: &str = "-C target-feature=+crt-static";

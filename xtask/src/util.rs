@@ -178,3 +178,46 @@ mod tests {
         assert_eq!(display(&c), "RUSTFLAGS='-C x' cargo build 'a b'");
     }
 }
+
+/// `apt-get install -y PACKAGE` (non-interactive, as root), after `apt-get update` if the
+/// first try fails.
+pub fn apt_install(package: &str) -> Result {
+    if !is_root() || on_path("apt-get").is_none() {
+        return Err(format!(
+            "the Debian package `{package}` is needed, and apt-get is not usable here (not root): install it"
+        ));
+    }
+    let install = || {
+        run(cmd("apt-get")
+            .args(["install", "-y", package])
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+    };
+    install().or_else(|e| {
+        eprintln!("{e}; retrying after apt-get update");
+        run(cmd("apt-get")
+            .arg("update")
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+        .and_then(|()| install())
+    })
+}
+
+/// The first executable `name` on PATH.
+pub fn on_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// Whether this process runs as root (apt-get works).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|v| v.split_whitespace().nth(1))
+            == Some("0")
+    })
+}

@@ -469,10 +469,10 @@ fn reads_info(addr: &str) -> bool {
 /// `nats-server` on PATH; else, as root with apt-get, `apt-get install -y nats-server`
 /// (after `apt-get update` if the first try fails). None when it cannot be had.
 pub fn find_or_install_nats() -> Option<PathBuf> {
-    if let Some(p) = on_path("nats-server") {
+    if let Some(p) = util::on_path("nats-server") {
         return Some(p);
     }
-    if !is_root() || on_path("apt-get").is_none() {
+    if !util::is_root() || util::on_path("apt-get").is_none() {
         eprintln!("nats-server is not on PATH, and apt-get is not usable here (not root)");
         return None;
     }
@@ -490,24 +490,5 @@ pub fn find_or_install_nats() -> Option<PathBuf> {
             return None;
         }
     }
-    on_path("nats-server")
-}
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| {
-            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|v| v.split_whitespace().nth(1))
-            == Some("0")
-    })
+    util::on_path("nats-server")
 }
