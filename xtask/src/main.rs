@@ -31,8 +31,8 @@ const TASKS: &[Task] = &[
     },
     Task {
         name: "dist",
-        usage: "dist",
-        about: "static musl release build, ELF static check, smoke run, target/dist/*.tar.gz + .sha256",
+        usage: "dist [--no-tls]",
+        about: "static musl release build (installs musl-tools if missing), ELF static check, smoke run, target/dist/*.tar.gz + .sha256; --no-tls: without the tls feature",
         run: dist::run,
     },
     Task {
