@@ -22,20 +22,21 @@ PATIENCE = 10.0
 LISTENING = re.compile(r"msgcserver_listener: listening on (127\.0\.0\.1):(\d+)")
 
 
-def single_node_conf(extra: str = "") -> str:
-    """Same text as tests/common/mod.rs::single_node_conf."""
+def single_node_conf(extra: str = "", msgc_opts: str = "") -> str:
+    """Same text as tests/common/mod.rs::single_node_conf; `msgc_opts` go
+    inside the msgcserver_listener's Listen scope."""
     return (
         '\ncluster { nodename = "node1" }\n'
         'ECCluster_Listener { Listen "127.0.0.1:0" { } }\n'
-        'msgcserver_listener { Listen "127.0.0.1:0" { } }\n'
+        f'msgcserver_listener {{ Listen "127.0.0.1:0" {{ {msgc_opts} }} }}\n'
         f"{extra}\n"
     )
 
 
 class Node:
-    def __init__(self, bin_path: str, conf_dir, extra: str):
+    def __init__(self, bin_path: str, conf_dir, extra: str, msgc_opts: str = ""):
         self.conf = conf_dir / "ecclusterd.conf"
-        self.conf.write_text(single_node_conf(extra))
+        self.conf.write_text(single_node_conf(extra, msgc_opts))
         env = {k: v for k, v in os.environ.items() if k not in ("ECCLUSTERD_CONF", "EC_NODE_NAME")}
         self.proc = subprocess.Popen(
             [bin_path, "run", "-c", str(self.conf), "--log-level", "debug"],
@@ -108,16 +109,16 @@ class Node:
 
 @pytest.fixture
 def start_node(tmp_path):
-    """Factory: start_node(extra_conf="") -> Node; every node is stopped at teardown."""
+    """Factory: start_node(extra_conf="", msgc_opts="") -> Node; every node is stopped at teardown."""
     bin_path = os.environ.get("ECCLUSTERD_BIN")
     if not bin_path:
         pytest.fail("ECCLUSTERD_BIN is not set (cargo build --bin ecclusterd, then point it at target/debug/ecclusterd)")
     nodes: list[Node] = []
 
-    def start(extra: str = "") -> Node:
+    def start(extra: str = "", msgc_opts: str = "") -> Node:
         d = tmp_path / f"node{len(nodes)}"
         d.mkdir()
-        node = Node(bin_path, d, extra)
+        node = Node(bin_path, d, extra, msgc_opts)
         nodes.append(node)
         return node
 

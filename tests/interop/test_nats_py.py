@@ -9,8 +9,10 @@ that subscriber's own later PING.
 
 import asyncio
 import json
+import pathlib
 import re
 import socket
+import ssl
 import time
 
 import nats
@@ -540,3 +542,33 @@ def test_status_request(node):
         assert errors == []
 
     run(main())
+
+
+# A self-signed certificate for 127.0.0.1 and its key (test-only, shared
+# with the broken TLS configurations).
+TLS_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs" / "tls"
+
+
+def test_tls_with_nats_py(start_node):
+    cert, key = TLS_DIR / "cert.pem", TLS_DIR / "key.pem"
+    node = start_node(msgc_opts=f'tls_certificate = "{cert}" tls_key = "{key}"')
+    ctx = ssl.create_default_context(cafile=str(cert))
+
+    async def main():
+        nc, errors = await connect(f"tls://{node.host}:{node.port}", tls=ctx)
+        assert nc._server_info["tls_required"] is True
+        sub = await nc.subscribe("secure.>")
+        await w(nc.flush())
+        await nc.publish("secure.one", b"over TLS")
+        msg = await sub.next_msg(timeout=PATIENCE)
+        assert (msg.subject, msg.data) == ("secure.one", b"over TLS")
+        await w(nc.close())
+        assert errors == []
+
+    run(main())
+    # A plain client is told TLS is required, and closed.
+    with socket.create_connection((node.host, node.port), timeout=PATIENCE) as s:
+        f = s.makefile("rb")
+        assert json.loads(f.readline()[5:])["tls_required"] is True
+        s.sendall(b"CONNECT {}\r\n")
+        assert f.readline() == b"-ERR 'Secure Connection - TLS Required'\r\n"
