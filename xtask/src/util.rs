@@ -144,41 +144,6 @@ pub fn size(bytes: u64) -> String {
     format!("{bytes} bytes ({:.1} KiB)", bytes as f64 / 1024.0)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn version_from_package_section_only() {
-        let toml = "[workspace]\nversion = \"9.9.9\"\n\n[package]\nname = \"x\"\nversion = \"0.1.0\" # c\n\n[dependencies]\nversion = \"1\"\n";
-        assert_eq!(parse_package_version(toml).as_deref(), Some("0.1.0"));
-        assert_eq!(
-            parse_package_version("[package]\nversion.workspace = true\n"),
-            None
-        );
-        assert_eq!(
-            parse_package_version("[dependencies]\nversion = \"1\"\n"),
-            None
-        );
-        assert_eq!(
-            parse_package_version("[package]\nversions = 3\nversion=\"2.0\"\n").as_deref(),
-            Some("2.0")
-        );
-    }
-
-    #[test]
-    fn root_manifest_has_a_version() {
-        assert!(package_version().is_ok());
-    }
-
-    #[test]
-    fn display_quotes() {
-        let mut c = Command::new("cargo");
-        c.args(["build", "a b"]).env("RUSTFLAGS", "-C x");
-        assert_eq!(display(&c), "RUSTFLAGS='-C x' cargo build 'a b'");
-    }
-}
-
 /// `apt-get install -y PACKAGE` (non-interactive, as root), after `apt-get update` if the
 /// first try fails.
 pub fn apt_install(package: &str) -> Result {
@@ -220,4 +185,39 @@ pub fn is_root() -> bool {
             .and_then(|v| v.split_whitespace().nth(1))
             == Some("0")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_from_package_section_only() {
+        let toml = "[workspace]\nversion = \"9.9.9\"\n\n[package]\nname = \"x\"\nversion = \"0.1.0\" # c\n\n[dependencies]\nversion = \"1\"\n";
+        assert_eq!(parse_package_version(toml).as_deref(), Some("0.1.0"));
+        assert_eq!(
+            parse_package_version("[package]\nversion.workspace = true\n"),
+            None
+        );
+        assert_eq!(
+            parse_package_version("[dependencies]\nversion = \"1\"\n"),
+            None
+        );
+        assert_eq!(
+            parse_package_version("[package]\nversions = 3\nversion=\"2.0\"\n").as_deref(),
+            Some("2.0")
+        );
+    }
+
+    #[test]
+    fn root_manifest_has_a_version() {
+        assert!(package_version().is_ok());
+    }
+
+    #[test]
+    fn display_quotes() {
+        let mut c = Command::new("cargo");
+        c.args(["build", "a b"]).env("RUSTFLAGS", "-C x");
+        assert_eq!(display(&c), "RUSTFLAGS='-C x' cargo build 'a b'");
+    }
 }
