@@ -363,8 +363,12 @@ fn a_publisher_faster_than_the_order_is_slowed_not_refused() {
 fn large_messages_cross_the_cluster() {
     // 100 messages of 1 MiB (the default max_payload): 25 times what one
     // Prepare may carry, so batches are cut by size. max_pending is raised
-    // so the test's slow debug-build reader is not cut off.
-    let confs = cluster_confs(3, "  max_pending = 268435456");
+    // so the test's slow debug-build reader is not cut off; keepalive is
+    // 1 s, not the harness's 0.2 s: a loaded machine running this debug
+    // build can take longer than 5 short ticks between two 1 MiB frames,
+    // and a member dropped mid-stream turns the publisher's node into a
+    // minority (seen once as 'no quorum' under a load of 3.7 on 2 cores).
+    let confs = cluster_confs(3, "  max_pending = 268435456\n  keepalive_interval = 1");
     let mut nodes = start(&confs, &[0, 1, 2]);
     wait_view(&mut nodes, "node1 node2 node3");
     let addr = node(&nodes, 2).msgc();
