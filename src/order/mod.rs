@@ -24,6 +24,7 @@
 //! before it is confirmed or refused); `Refuse{NoQuorum}` for a publish made
 //! while the node is not in a normal view of a primary component.
 
+pub mod check;
 mod log;
 pub mod msg;
 mod replica;

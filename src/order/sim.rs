@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use bytes::Bytes;
 
-use super::{Action, Config, Core, Entry, Mode, NodeId, PeerMsg};
+use super::{Action, Config, Core, Entry, Mode, NodeId, PeerMsg, check};
 
 /// SplitMix64: tiny, seedable, good enough for scheduling decisions.
 #[derive(Debug, Clone)]
@@ -129,6 +129,8 @@ impl Ord for InFlight {
 
 struct Instance {
     node: usize,
+    /// Started with the run (before any client acted).
+    initial: bool,
     delivered: Vec<(u64, Entry)>,
 }
 
@@ -169,6 +171,8 @@ struct Sim {
     published: BTreeMap<u64, (usize, u64, u64, u64)>,
     pay_of: BTreeMap<(u64, u64), u64>,
     confirmed: Vec<u64>,
+    /// client → seqs refused (no quorum).
+    refused: BTreeMap<u64, BTreeSet<u64>>,
     next_payload: u64,
     touched: Vec<bool>,
     r: SimReport,
@@ -203,6 +207,7 @@ pub fn run(seed: u64, p: &SimParams) -> SimReport {
         published: BTreeMap::new(),
         pay_of: BTreeMap::new(),
         confirmed: Vec::new(),
+        refused: BTreeMap::new(),
         next_payload: 1,
         touched: vec![false; n],
         r: SimReport {
@@ -246,8 +251,10 @@ impl Sim {
         self.cores[i] = Some(Core::new(cfg));
         self.inc_of[i] = inc;
         self.inst_of[i] = self.instances.len();
+        let initial = self.now == 0;
         self.instances.push(Instance {
             node: i,
+            initial,
             delivered: Vec::new(),
         });
         self.restart_at[i] = u64::MAX;
@@ -380,6 +387,7 @@ impl Sim {
                 }
                 Action::Refuse { client, seq, .. } => {
                     self.r.refused += 1;
+                    self.refused.entry(client).or_default().insert(seq);
                     if let Some(c) = self.clients.get_mut(&client) {
                         c.outstanding.remove(&seq);
                         Self::pong(c);
@@ -595,6 +603,73 @@ impl Sim {
     fn check(&mut self) {
         if let Err(e) = self.check_inner() {
             self.fail(e);
+            return;
+        }
+        // The same checker the fault harness runs over real clients.
+        if let Err(v) = check::check(&self.client_history()) {
+            self.fail(format!("client-observable history: {v}"));
+        }
+    }
+
+    /// What the clients saw: one stream per instance (its deliveries, as a
+    /// subscriber to everything would get them), one publisher per client.
+    fn client_history(&self) -> check::History {
+        let name = |ids: &[NodeId]| ids.iter().map(|i| format!("n{i}")).collect();
+        let mut runs = vec![0u64; self.n];
+        let mut streams = Vec::new();
+        for (k, inst) in self.instances.iter().enumerate() {
+            let incarnation = runs[inst.node];
+            runs[inst.node] += 1;
+            let events = inst
+                .delivered
+                .iter()
+                .filter_map(|(_, e)| match e {
+                    Entry::Publish(p) => Some(check::Event::Msg(check::MsgId {
+                        publisher: p.client,
+                        seq: p.seq,
+                    })),
+                    Entry::View(v) => Some(check::Event::View(check::View {
+                        view: v.id,
+                        members: name(&v.members),
+                        joined: name(&v.joined),
+                        left: name(&v.left),
+                    })),
+                    Entry::Join(_) | Entry::Leave(_) => None,
+                })
+                .collect();
+            streams.push(check::Stream {
+                node: format!("n{}", inst.node),
+                incarnation,
+                label: format!("n{}#{incarnation} (instance {k})", inst.node),
+                from_start: inst.initial,
+                complete: self.inst_of[inst.node] == k && self.alive(inst.node),
+                events,
+            });
+        }
+        let mut pubs: BTreeMap<u64, check::Publisher> = BTreeMap::new();
+        for &(_, _, client, seq) in self.published.values() {
+            let p = pubs.entry(client).or_insert_with(|| check::Publisher {
+                id: client,
+                label: format!("client {client}"),
+                ..check::Publisher::default()
+            });
+            p.published.insert(seq);
+        }
+        for pid in &self.confirmed {
+            if let Some(&(_, _, client, seq)) = self.published.get(pid)
+                && let Some(p) = pubs.get_mut(&client)
+            {
+                p.confirmed.insert(seq);
+            }
+        }
+        for (client, seqs) in &self.refused {
+            if let Some(p) = pubs.get_mut(client) {
+                p.refused.extend(seqs);
+            }
+        }
+        check::History {
+            streams,
+            publishers: pubs.into_values().collect(),
         }
     }
 
