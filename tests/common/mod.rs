@@ -57,8 +57,27 @@ msgcserver_listener {{ Listen "127.0.0.1:0" {{ }} }}
 impl Node {
     /// Starts `ecclusterd run -c <dir>/<main> args...` and waits until it is ready.
     pub fn start_in(dir: tempfile::TempDir, main: &str, args: &[&str]) -> Node {
+        Node::start_wrapped(&[], dir, main, args)
+    }
+
+    /// As [`Node::start_in`], run through `wrapper` (e.g. `ip netns exec
+    /// NS`, which execs the binary in place: the child's pid is the node's).
+    pub fn start_wrapped(
+        wrapper: &[&str],
+        dir: tempfile::TempDir,
+        main: &str,
+        args: &[&str],
+    ) -> Node {
         let conf = dir.path().join(main);
-        let mut child = Command::new(bin())
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
+        let mut child = cmd
             .arg("run")
             .arg("-c")
             .arg(&conf)
@@ -269,27 +288,52 @@ pub fn free_port(ip: &str) -> u16 {
 /// msgc port fixed up front (peers must know it) and an ephemeral
 /// ECCluster_Listener. Returns each node's configuration text.
 pub fn cluster_confs(n: usize, extra: &str) -> Vec<String> {
-    let ports: Vec<(String, u16)> = (1..=n)
+    let nodes: Vec<ConfAddrs> = (1..=n)
         .map(|i| {
             let ip = format!("127.0.0.{i}");
             let port = free_port(&ip);
-            (ip, port)
+            ConfAddrs {
+                eccluster: format!("{ip}:0"),
+                peer: format!("{ip}:{port}"),
+                clients: Vec::new(),
+            }
         })
         .collect();
-    let peers: String = ports
+    cluster_confs_at(&nodes, extra)
+}
+
+/// Where one node of [`cluster_confs_at`] listens.
+pub struct ConfAddrs {
+    /// ECCluster_Listener address.
+    pub eccluster: String,
+    /// The node's `peers` entry (`ip:port`), also its first msgcserver_listener.
+    pub peer: String,
+    /// More msgcserver_listener addresses (e.g. one only clients reach).
+    pub clients: Vec<String>,
+}
+
+/// Configurations of nodes `node1..` at the given addresses, with fast
+/// keepalives (0.2 s) and redials; `extra` goes into `msgc_server`.
+pub fn cluster_confs_at(nodes: &[ConfAddrs], extra: &str) -> Vec<String> {
+    let peers: String = nodes
         .iter()
         .enumerate()
-        .map(|(i, (ip, port))| format!("    node{} = \"{ip}:{port}\"\n", i + 1))
+        .map(|(i, a)| format!("    node{} = \"{}\"\n", i + 1, a.peer))
         .collect();
-    ports
+    nodes
         .iter()
         .enumerate()
-        .map(|(i, (ip, port))| {
+        .map(|(i, a)| {
+            let listens: String = std::iter::once(&a.peer)
+                .chain(&a.clients)
+                .map(|l| format!("  Listen \"{l}\" {{ }}\n"))
+                .collect();
             format!(
                 r#"
 cluster {{ nodename = "node{}" }}
-ECCluster_Listener {{ Listen "{ip}:0" {{ }} }}
-msgcserver_listener {{ Listen "{ip}:{port}" {{ }} }}
+ECCluster_Listener {{ Listen "{}" {{ }} }}
+msgcserver_listener {{
+{listens}}}
 msgc_server {{
   peers = [
 {peers}  ]
@@ -298,7 +342,8 @@ msgc_server {{
 {extra}
 }}
 "#,
-                i + 1
+                i + 1,
+                a.eccluster
             )
         })
         .collect()
@@ -367,6 +412,80 @@ impl Nats {
     /// `connect(addr, QUIET)`.
     pub fn quiet(addr: SocketAddr) -> Nats {
         Nats::connect(addr, QUIET)
+    }
+
+    /// For clients that live through faults: connects within `timeout`,
+    /// reads INFO and sends `CONNECT <json>`; reads then time out after
+    /// `poll` so [`Nats::poll_op`] can return [`Polled::Idle`]. An error
+    /// instead of a panic when the server is unreachable or misbehaves.
+    pub fn try_connect(
+        addr: SocketAddr,
+        json: &str,
+        timeout: Duration,
+        poll: Duration,
+    ) -> Result<Nats, String> {
+        let stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+        stream
+            .set_read_timeout(Some(timeout))
+            .map_err(|e| e.to_string())?;
+        stream
+            .set_write_timeout(Some(PATIENCE))
+            .map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
+        let mut c = Nats {
+            stream,
+            parser: ServerParser::new(READ_LIMITS),
+            info: ServerInfo::default(),
+            buf: vec![0; 64 * 1024],
+            eof: false,
+        };
+        match c.poll_op() {
+            Polled::Op(ServerOp::Info(info)) => c.info = *info,
+            other => return Err(format!("expected INFO first, got {other:?}")),
+        }
+        c.stream
+            .set_read_timeout(Some(poll))
+            .map_err(|e| e.to_string())?;
+        if !c.try_send(format!("CONNECT {json}\r\n").as_bytes()) {
+            return Err("closed before CONNECT".into());
+        }
+        Ok(c)
+    }
+
+    /// Writes; false when the connection is gone.
+    pub fn try_send(&mut self, bytes: &[u8]) -> bool {
+        self.stream.write_all(bytes).is_ok()
+    }
+
+    /// The next op, [`Polled::Idle`] when nothing came within the read
+    /// timeout, [`Polled::Closed`] once the server is gone (or sent
+    /// something unparsable).
+    pub fn poll_op(&mut self) -> Polled {
+        loop {
+            if let Some(op) = self.parser.next_op() {
+                return match op {
+                    Ok(op) => Polled::Op(op),
+                    Err(_) => Polled::Closed,
+                };
+            }
+            if self.eof {
+                return Polled::Closed;
+            }
+            match self.stream.read(&mut self.buf) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.parser.feed(&self.buf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Polled::Idle;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => self.eof = true,
+            }
+        }
     }
 
     /// The client's private name on the bus, from INFO.
@@ -497,6 +616,14 @@ impl Nats {
         let rest = self.until_closed();
         assert!(rest.is_empty(), "after -ERR '{text}': {rest:?}");
     }
+}
+
+/// What [`Nats::poll_op`] found.
+#[derive(Debug)]
+pub enum Polled {
+    Op(ServerOp),
+    Idle,
+    Closed,
 }
 
 /// A deterministic xorshift generator for seeded random tests.

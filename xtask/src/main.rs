@@ -26,7 +26,7 @@ const TASKS: &[Task] = &[
     Task {
         name: "test",
         usage: "test [ARGS...]",
-        about: "the project's test command: cargo test --workspace ARGS, then Python interop tests if tests/interop/ has any",
+        about: "the project's test command: cargo test --workspace ARGS, then the fault harness (tests/faults) as its own step, then Python interop tests if tests/interop/ has any",
         run: test::run,
     },
     Task {

@@ -1,7 +1,11 @@
 //! `cargo xtask test [ARGS...]`: the project's one test command.
 //!
-//! 1. `cargo test --workspace ARGS...`
-//! 2. If `tests/interop/` holds pytest files: make sure `nats-py` and `pytest` import, build
+//! 1. `cargo test --workspace ARGS...`, with `ECCLUSTERD_FAULTS=later` so the fault harness
+//!    target (`tests/faults/`) does nothing there;
+//! 2. the fault harness as its own step: `cargo test --test faults ARGS...` (as root it first
+//!    installs `iptables` and `iproute2` with apt-get if missing; without root or network
+//!    namespaces the harness says loudly that it skipped, and passes);
+//! 3. if `tests/interop/` holds pytest files: make sure `nats-py` and `pytest` import, build
 //!    `target/debug/ecclusterd`, run `python3 -m pytest -q tests/interop` with
 //!    `ECCLUSTERD_BIN` set. (`nats-server` is for benchmarks only; not needed here.)
 
@@ -10,7 +14,24 @@ use std::path::Path;
 use crate::util::{self, Result};
 
 pub fn run(args: &[String]) -> Result {
-    util::run(util::cargo().args(["test", "--workspace"]).args(args))?;
+    util::run(
+        util::cargo()
+            .args(["test", "--workspace"])
+            .args(args)
+            .env("ECCLUSTERD_FAULTS", "later"),
+    )?;
+
+    eprintln!("\n==> fault harness (tests/faults: real processes in network namespaces)");
+    if util::is_root() {
+        util::find_or_apt_install("iptables", "iptables");
+        util::find_or_apt_install("ip", "iproute2");
+    }
+    util::run(
+        util::cargo()
+            .args(["test", "--test", "faults"])
+            .args(args)
+            .env_remove("ECCLUSTERD_FAULTS"),
+    )?;
 
     let interop = util::project_root().join("tests").join("interop");
     if !has_pytest_files(&interop) {

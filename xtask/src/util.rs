@@ -166,6 +166,19 @@ pub fn apt_install(package: &str) -> Result {
     })
 }
 
+/// `program` on PATH; else [`apt_install`] `package`. None when it cannot be had (the
+/// reason is printed).
+pub fn find_or_apt_install(program: &str, package: &str) -> Option<PathBuf> {
+    if let Some(p) = on_path(program) {
+        return Some(p);
+    }
+    if let Err(e) = apt_install(package) {
+        eprintln!("{program} is not on PATH: {e}");
+        return None;
+    }
+    on_path(program)
+}
+
 /// The first executable `name` on PATH.
 pub fn on_path(name: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;

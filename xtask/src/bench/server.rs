@@ -469,26 +469,5 @@ fn reads_info(addr: &str) -> bool {
 /// `nats-server` on PATH; else, as root with apt-get, `apt-get install -y nats-server`
 /// (after `apt-get update` if the first try fails). None when it cannot be had.
 pub fn find_or_install_nats() -> Option<PathBuf> {
-    if let Some(p) = util::on_path("nats-server") {
-        return Some(p);
-    }
-    if !util::is_root() || util::on_path("apt-get").is_none() {
-        eprintln!("nats-server is not on PATH, and apt-get is not usable here (not root)");
-        return None;
-    }
-    let install = || {
-        util::run(
-            util::cmd("apt-get")
-                .args(["install", "-y", "nats-server"])
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )
-    };
-    if let Err(e) = install() {
-        eprintln!("{e}; retrying after apt-get update");
-        if let Err(e) = util::run(util::cmd("apt-get").arg("update")).and_then(|()| install()) {
-            eprintln!("{e}");
-            return None;
-        }
-    }
-    util::on_path("nats-server")
+    util::find_or_apt_install("nats-server", "nats-server")
 }

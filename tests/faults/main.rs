@@ -1,0 +1,608 @@
+//! Real network faults against real processes (docs/FAULTS.md).
+//!
+//! Each scenario puts 3 or 5 `ecclusterd` nodes in their own network
+//! namespaces (`net.rs`), runs a subscriber and a publisher on every node
+//! (`clients.rs`, the test process is every node's client over a separate
+//! client link), injects one kind of fault, heals it, waits until the
+//! cluster is whole again, fences, and runs the simulator's checker
+//! (`ecclusterd::order::check`) over what the clients received.
+//!
+//! Needs root, network namespaces, veth, bridges and iptables. Without them
+//! every test says so loudly on stderr and passes. `cargo xtask test` runs
+//! this target as its own step (the workspace step sets
+//! `ECCLUSTERD_FAULTS=later` so that it is not run twice).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod clients;
+mod net;
+
+use std::io::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ecclusterd::client::proto::ServerOp;
+use ecclusterd::order::check::{self, History};
+
+use clients::Shared;
+use common::{ConfAddrs, Nats, Node, Polled, QUIET, cluster_confs_at, config_dir};
+use net::Net;
+
+/// Scenarios share subnets and the 2 cores: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+static RUN: AtomicUsize = AtomicUsize::new(0);
+
+/// How long a fault lasts once it has visibly taken effect.
+const HOLD: Duration = Duration::from_millis(1500);
+/// Traffic before the fault and after the heal.
+const TRAFFIC: Duration = Duration::from_secs(1);
+/// Bound on waits for the cluster to react or recover.
+const WAIT: Duration = Duration::from_secs(30);
+
+fn loud(lines: &[String]) {
+    // Straight to the fd: libtest captures print!/eprint!, not this.
+    let mut e = std::io::stderr();
+    let bang = "!".repeat(78);
+    let _ = writeln!(e, "\n{bang}\n{bang}");
+    for l in lines {
+        let _ = writeln!(e, "!!! {l}");
+    }
+    let _ = writeln!(e, "{bang}\n{bang}\n");
+}
+
+/// The serial lock, or None (after saying why, loudly) when the harness
+/// cannot or should not run here.
+fn begin(name: &str) -> Option<MutexGuard<'static, ()>> {
+    if std::env::var("ECCLUSTERD_FAULTS").as_deref() == Ok("later") {
+        // `cargo xtask test` runs this target as its own step afterwards.
+        return None;
+    }
+    static WHY: OnceLock<Option<String>> = OnceLock::new();
+    let why = WHY.get_or_init(|| {
+        let why = net::unavailable();
+        if why.is_none() {
+            net::sweep_stale();
+        }
+        why
+    });
+    if let Some(why) = why {
+        loud(&[
+            format!("FAULT HARNESS SKIPPED: {name} did NOT run."),
+            format!("Reason: {why}."),
+            "tests/faults needs root, network namespaces, veth pairs, bridges and iptables".into(),
+            "(.ci/run installs iptables). Nothing about network faults was tested.".into(),
+        ]);
+        return None;
+    }
+    Some(SERIAL.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+fn names(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("node{i}")).collect()
+}
+
+/// One node's `$MSGC.STATUS` over its client link; None if it does not answer.
+fn status(i: usize) -> Option<serde_json::Value> {
+    let poll = Duration::from_millis(100);
+    let mut c = Nats::try_connect(Net::client_addr(i), QUIET, poll * 5, poll).ok()?;
+    if !c.try_send(b"SUB _INBOX.st 1\r\nPUB $MSGC.STATUS _INBOX.st 0\r\n\r\n") {
+        return None;
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        match c.poll_op() {
+            Polled::Op(ServerOp::Msg(d)) => return serde_json::from_slice(&d.payload).ok(),
+            Polled::Op(ServerOp::Ping) => {
+                let _ = c.try_send(b"PONG\r\n");
+            }
+            Polled::Closed => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A running scenario. Field order matters: nodes die before the network
+/// they live in is deleted.
+struct Cluster {
+    name: &'static str,
+    nodes: Vec<Option<Node>>,
+    confs: Vec<String>,
+    net: Net,
+    sh: Arc<Shared>,
+    subs: Vec<JoinHandle<()>>,
+    pubs: Vec<JoinHandle<()>>,
+    started: Instant,
+}
+
+impl Cluster {
+    fn start(name: &'static str, n: usize) -> Cluster {
+        let net = Net::new(n, RUN.fetch_add(1, Ordering::SeqCst));
+        let addrs: Vec<ConfAddrs> = (1..=n)
+            .map(|i| ConfAddrs {
+                eccluster: format!("{}:4802", Net::cluster_ip(i)),
+                peer: format!("{}:4809", Net::cluster_ip(i)),
+                clients: vec![format!("{}:4809", Net::client_ip(i))],
+            })
+            .collect();
+        // A dial into a partition gives up after a second and is retried.
+        let confs = cluster_confs_at(&addrs, "  connect_timeout = 1");
+        let mut c = Cluster {
+            name,
+            nodes: Vec::new(),
+            confs,
+            net,
+            sh: Shared::new(n, n),
+            subs: Vec::new(),
+            pubs: Vec::new(),
+            started: Instant::now(),
+        };
+        for i in 1..=n {
+            let node = c.spawn(i);
+            c.nodes.push(Some(node));
+        }
+        let t = c.wait_whole("start");
+        c.note(format!("whole after start in {t:?}"));
+        c
+    }
+
+    fn n(&self) -> usize {
+        self.net.n
+    }
+
+    fn spawn(&self, i: usize) -> Node {
+        let dir = config_dir(&[("ecclusterd.conf", &self.confs[i - 1])]);
+        Node::start_wrapped(&self.net.wrapper(i), dir, "ecclusterd.conf", &[])
+    }
+
+    fn node(&self, i: usize) -> &Node {
+        self.nodes[i - 1].as_ref().expect("node running")
+    }
+
+    fn note(&mut self, s: String) {
+        println!(
+            "[{}] +{:.1}s {s}",
+            self.name,
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+
+    /// Polls `f` every 50 ms until it gives a value; panics (with the node
+    /// logs and `f`'s last complaint) after [`WAIT`].
+    fn poll<T>(&mut self, what: &str, mut f: impl FnMut() -> Result<T, String>) -> (T, Duration) {
+        let t = Instant::now();
+        loop {
+            match f() {
+                Ok(v) => return (v, t.elapsed()),
+                Err(e) if t.elapsed() > WAIT => {
+                    self.dump_logs();
+                    panic!("[{}] {what}: not within {WAIT:?}: {e}", self.name);
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    /// The `order` part of the status of each node in `which`.
+    fn orders(which: &[usize]) -> Result<Vec<serde_json::Value>, String> {
+        which
+            .iter()
+            .map(|&i| {
+                status(i)
+                    .map(|s| s["order"].clone())
+                    .ok_or_else(|| format!("node{i} does not answer"))
+            })
+            .collect()
+    }
+
+    /// Waits until every node is normal and delivering in one view of all
+    /// nodes, under one leader.
+    fn wait_whole(&mut self, what: &str) -> Duration {
+        let all = serde_json::json!(names(self.n()));
+        let which: Vec<usize> = (1..=self.n()).collect();
+        self.poll(what, || {
+            let os = Cluster::orders(&which)?;
+            for (o, i) in os.iter().zip(&which) {
+                if o["mode"] != "normal" || o["delivering"] != true || o["members"] != all {
+                    return Err(format!("node{i}: {o}"));
+                }
+                if (&o["view_id"], &o["leader"]) != (&os[0]["view_id"], &os[0]["leader"]) {
+                    return Err(format!("node{i}: {o}, node{}: {}", which[0], os[0]));
+                }
+            }
+            Ok(())
+        })
+        .1
+    }
+
+    /// The leader (1-based) the nodes in `which` agree on, all normal.
+    fn leader(&mut self, which: &[usize]) -> usize {
+        self.poll("agreed leader", || {
+            let os = Cluster::orders(which)?;
+            let l = os[0]["leader"].as_str().unwrap_or("").to_owned();
+            if os
+                .iter()
+                .all(|o| o["mode"] == "normal" && o["leader"] == l.as_str())
+            {
+                l.trim_start_matches("node")
+                    .parse::<usize>()
+                    .map_err(|e| format!("leader {l:?}: {e}"))
+            } else {
+                Err(format!("{os:?}"))
+            }
+        })
+        .0
+    }
+
+    /// Waits until `which` deliver in a view without `gone` (the fault took effect).
+    fn wait_excluded(&mut self, which: &[usize], gone: &[usize]) -> Duration {
+        let gone: Vec<serde_json::Value> = gone.iter().map(|g| format!("node{g}").into()).collect();
+        self.poll("fault noticed", || {
+            for o in Cluster::orders(which)? {
+                let members = o["members"].as_array().cloned().unwrap_or_default();
+                if o["mode"] != "normal"
+                    || o["delivering"] != true
+                    || gone.iter().any(|g| members.contains(g))
+                {
+                    return Err(o.to_string());
+                }
+            }
+            Ok(())
+        })
+        .1
+    }
+
+    fn start_clients(&mut self) {
+        for i in 1..=self.n() {
+            self.subs.push(clients::subscriber(
+                self.sh.clone(),
+                i - 1,
+                i,
+                Net::client_addr(i),
+            ));
+        }
+        self.wait_subscribed();
+        for i in 1..=self.n() {
+            self.pubs
+                .push(clients::publisher(self.sh.clone(), i, Net::client_addr(i)));
+        }
+    }
+
+    fn wait_subscribed(&mut self) {
+        let t = Instant::now();
+        while !self
+            .sh
+            .subs
+            .iter()
+            .all(|s| s.connected.load(Ordering::SeqCst))
+        {
+            if t.elapsed() > WAIT {
+                self.dump_logs();
+                panic!("[{}] subscribers not connected within {WAIT:?}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn pid(&self, i: usize) -> u32 {
+        self.node(i).child.id()
+    }
+
+    fn kill9(&mut self, i: usize) {
+        if let Some(mut n) = self.nodes[i - 1].take() {
+            n.child.kill().expect("kill -9");
+            n.wait_exit();
+        }
+    }
+
+    fn restart(&mut self, i: usize) {
+        self.sh.runs[i - 1].fetch_add(1, Ordering::SeqCst);
+        let node = self.spawn(i);
+        self.nodes[i - 1] = Some(node);
+    }
+
+    fn dump_logs(&mut self) {
+        for (k, n) in self.nodes.iter_mut().enumerate() {
+            if let Some(n) = n {
+                n.pump();
+                let tail = n.log.len().saturating_sub(60);
+                eprintln!("---- node{} log (last {} lines)", k + 1, n.log.len() - tail);
+                for l in &n.log[tail..] {
+                    eprintln!("{l}");
+                }
+            }
+        }
+    }
+
+    /// Heal is done by the caller; waits until whole, lets traffic run,
+    /// stops the publishers, fences, stops the subscribers, and checks.
+    fn finish(mut self, healed_at: Instant) {
+        self.wait_whole("heal");
+        self.note(format!(
+            "whole again {:?} after the heal",
+            healed_at.elapsed()
+        ));
+        // Keep node logs from piling up in memory.
+        for n in self.nodes.iter_mut().flatten() {
+            n.pump();
+            n.log.clear();
+        }
+        std::thread::sleep(TRAFFIC);
+        self.sh.stop_publishing.store(true, Ordering::SeqCst);
+        for p in std::mem::take(&mut self.pubs) {
+            p.join().expect("publisher thread");
+        }
+        self.wait_whole("before the fence");
+        self.wait_subscribed();
+        let via = 1 + (self.started.elapsed().as_millis() as usize) % self.n();
+        if let Err(e) = clients::fence(&self.sh, Net::client_addr(via)) {
+            self.dump_logs();
+            panic!("[{}] {e}", self.name);
+        }
+        let t = Instant::now();
+        while !self
+            .sh
+            .subs
+            .iter()
+            .all(|s| s.connected.load(Ordering::SeqCst) && s.fence.load(Ordering::SeqCst))
+        {
+            if t.elapsed() > WAIT {
+                self.dump_logs();
+                panic!("[{}] the fence did not reach every subscriber", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.sh.stop.store(true, Ordering::SeqCst);
+        for s in std::mem::take(&mut self.subs) {
+            s.join().expect("subscriber thread");
+        }
+        let history = History {
+            streams: std::mem::take(&mut *self.sh.streams.lock().unwrap()),
+            publishers: std::mem::take(&mut *self.sh.publishers.lock().unwrap()),
+        };
+        let stuck = self.sh.stuck.load(Ordering::SeqCst);
+        let verdict = check::check(&history);
+        let figures = match &verdict {
+            Ok(s) => format!(
+                "{} streams ({} complete), {} publishers: published {}, confirmed {}, refused {}, \
+                 {} mixed batches; {} deliveries of {} distinct messages, {} views; \
+                 {} delivery obligations checked; longest PONG wait {} ms; {} reconnects",
+                s.streams,
+                s.complete_streams,
+                history.publishers.len(),
+                s.published,
+                s.confirmed,
+                s.refused,
+                self.sh.mixed_batches.load(Ordering::SeqCst),
+                s.deliveries,
+                s.distinct,
+                s.views,
+                s.obligations,
+                self.sh.longest_pong_ms.load(Ordering::SeqCst),
+                self.sh.reconnects.load(Ordering::SeqCst),
+            ),
+            Err(_) => String::new(),
+        };
+        match verdict {
+            Ok(s) => {
+                self.note(format!("PASS: {figures}"));
+                assert!(s.orphans.is_empty(), "confirmed but lost: {:?}", s.orphans);
+                assert_eq!(stuck, 0, "batches whose PONG never came after the heal");
+                assert!(s.confirmed > 0 && s.distinct > 0, "no traffic got through");
+            }
+            Err(v) => {
+                self.dump_logs();
+                for st in &history.streams {
+                    eprintln!(
+                        "stream {}: {} events, complete {}, from_start {}, views {:?}",
+                        st.label,
+                        st.events.len(),
+                        st.complete,
+                        st.from_start,
+                        st.events
+                            .iter()
+                            .filter_map(|e| match e {
+                                check::Event::View(v) => Some(v.view),
+                                check::Event::Msg(_) => None,
+                            })
+                            .collect::<Vec<_>>()
+                    );
+                }
+                panic!("[{}] INVARIANT VIOLATION: {v}", self.name);
+            }
+        }
+        let _ = std::io::stdout().flush();
+    }
+}
+
+/// Starts `n` nodes and the clients, lets traffic run, then `fault`
+/// (which injects, waits for it to take effect, holds it and heals,
+/// returning when it healed), then finishes and checks.
+fn scenario(name: &'static str, n: usize, fault: impl FnOnce(&mut Cluster) -> Instant) {
+    let Some(_serial) = begin(name) else {
+        return;
+    };
+    let mut c = Cluster::start(name, n);
+    c.start_clients();
+    std::thread::sleep(TRAFFIC);
+    let healed = fault(&mut c);
+    c.finish(healed);
+}
+
+/// (a) One follower's cable pulled (its bridge port down), then plugged back.
+#[test]
+fn partition_minority_links_down() {
+    scenario("partition-minority", 3, |c| {
+        let leader = c.leader(&[1, 2, 3]);
+        let cut = if leader == 3 { 2 } else { 3 };
+        c.note(format!("leader node{leader}; link of node{cut} down"));
+        c.net.link(cut, false);
+        let rest: Vec<usize> = (1..=3).filter(|&i| i != cut).collect();
+        let t = c.wait_excluded(&rest, &[cut]);
+        c.note(format!(
+            "majority dropped node{cut} from the view after {t:?}"
+        ));
+        std::thread::sleep(HOLD);
+        c.net.heal();
+        c.note("link up".into());
+        Instant::now()
+    });
+}
+
+/// (b) The leader's cable pulled: the others elect a new leader and go on;
+/// the old leader must not deliver anything the others did not.
+#[test]
+fn partition_isolates_the_leader() {
+    scenario("partition-leader", 3, |c| {
+        let leader = c.leader(&[1, 2, 3]);
+        c.note(format!("isolating the leader node{leader}"));
+        c.net.link(leader, false);
+        let rest: Vec<usize> = (1..=3).filter(|&i| i != leader).collect();
+        let t = c.wait_excluded(&rest, &[leader]);
+        let new = c.leader(&rest);
+        c.note(format!("node{new} leads without node{leader} after {t:?}"));
+        std::thread::sleep(HOLD);
+        c.net.heal();
+        c.note("link up".into());
+        Instant::now()
+    });
+}
+
+/// (c) Asymmetric loss and delay: a follower loses 20 % of what it sends,
+/// the leader's sending is delayed (netem, else a tbf queue); nothing else.
+#[test]
+fn asymmetric_loss_and_delay() {
+    scenario("loss-delay", 3, |c| {
+        let leader = c.leader(&[1, 2, 3]);
+        let lossy = if leader == 1 { 2 } else { 1 };
+        let netem = net::netem_available(c.net.ns(leader), "c0");
+        c.net.egress_loss(lossy, 0.2);
+        let delay = c.net.egress_delay(leader, netem);
+        c.note(format!(
+            "node{lossy} drops 20% of its cluster egress (iptables statistic); leader node{leader} egress: {} `{delay}`{}",
+            if netem { "netem" } else { "tbf" },
+            if netem {
+                ""
+            } else {
+                " (no sch_netem in this kernel: tbf fallback, queueing delay under load)"
+            }
+        ));
+        let before = status(leader).map(|s| s["order"]["view_changes"].clone());
+        std::thread::sleep(Duration::from_secs(5));
+        let stats = c.net.qdisc_stats(leader);
+        let dropped = c.net.dropped(lossy);
+        let after = status(leader).map(|s| s["order"]["view_changes"].clone());
+        c.note(format!(
+            "after 5 s: node{lossy} iptables dropped {dropped} packets; leader qdisc: {stats}; leader view_changes {before:?} -> {after:?}"
+        ));
+        c.net.heal();
+        c.note("loss and delay removed".into());
+        Instant::now()
+    });
+}
+
+/// (c') A one-way cut: the leader hears nothing but can still send, so
+/// the followers keep hearing its heartbeats; it must step down and the
+/// others must take over without it.
+#[test]
+fn one_way_cut_deaf_leader() {
+    scenario("deaf-leader", 3, |c| {
+        let leader = c.leader(&[1, 2, 3]);
+        c.note(format!(
+            "leader node{leader} drops all cluster ingress (iptables INPUT)"
+        ));
+        c.net.deaf(leader);
+        let rest: Vec<usize> = (1..=3).filter(|&i| i != leader).collect();
+        let t = c.wait_excluded(&rest, &[leader]);
+        let new = c.leader(&rest);
+        c.note(format!("node{new} leads without node{leader} after {t:?}"));
+        std::thread::sleep(HOLD);
+        c.net.heal();
+        c.note("ingress restored".into());
+        Instant::now()
+    });
+}
+
+/// (d) The leader frozen with SIGSTOP for well over its failure timeout,
+/// then resumed: it must find itself replaced and rejoin.
+#[test]
+fn sigstop_the_leader() {
+    scenario("sigstop-leader", 3, |c| {
+        let leader = c.leader(&[1, 2, 3]);
+        c.note(format!("SIGSTOP leader node{leader}"));
+        c.node(leader).signal("STOP");
+        let rest: Vec<usize> = (1..=3).filter(|&i| i != leader).collect();
+        let t = c.wait_excluded(&rest, &[leader]);
+        c.note(format!("the others dropped node{leader} after {t:?}"));
+        std::thread::sleep(HOLD);
+        c.node(leader).signal("CONT");
+        c.note(format!("SIGCONT node{leader}"));
+        Instant::now()
+    });
+}
+
+/// (e) kill -9 of the leader, restarted a little later: its clients lose
+/// their connections and come back as new streams and publishers.
+#[test]
+fn kill9_and_restart() {
+    scenario("kill9-restart", 3, |c| {
+        let leader = c.leader(&[1, 2, 3]);
+        c.note(format!(
+            "kill -9 leader node{leader} (pid {})",
+            c.pid(leader)
+        ));
+        c.kill9(leader);
+        let rest: Vec<usize> = (1..=3).filter(|&i| i != leader).collect();
+        let t = c.wait_excluded(&rest, &[leader]);
+        c.note(format!("the others dropped node{leader} after {t:?}"));
+        std::thread::sleep(HOLD);
+        c.restart(leader);
+        c.note(format!("node{leader} restarted"));
+        Instant::now()
+    });
+}
+
+/// 5 nodes split 2|3 with the leader on the minority side: the two still
+/// talk to each other but cannot order; the three elect and go on.
+#[test]
+fn five_nodes_split_with_the_leader_in_the_minority() {
+    scenario("5-split-2|3", 5, |c| {
+        let leader = c.leader(&[1, 2, 3, 4, 5]);
+        let mate = if leader == 5 { 4 } else { leader + 1 };
+        let minority = [leader, mate];
+        let majority: Vec<usize> = (1..=5).filter(|i| !minority.contains(i)).collect();
+        c.note(format!("split {minority:?} | {majority:?} (iptables)"));
+        c.net.partition(&[&minority, &majority]);
+        let t = c.wait_excluded(&majority, &minority);
+        let new = c.leader(&majority);
+        c.note(format!("node{new} leads the majority after {t:?}"));
+        std::thread::sleep(HOLD);
+        c.net.heal();
+        c.note("partition healed".into());
+        Instant::now()
+    });
+}
+
+/// 5 nodes, two killed with -9 at once (f = 2), restarted one after the other.
+#[test]
+fn five_nodes_kill9_two() {
+    scenario("5-kill9-two", 5, |c| {
+        let leader = c.leader(&[1, 2, 3, 4, 5]);
+        let other = if leader == 1 { 2 } else { 1 };
+        c.note(format!("kill -9 node{leader} (leader) and node{other}"));
+        c.kill9(leader);
+        c.kill9(other);
+        let rest: Vec<usize> = (1..=5).filter(|&i| i != leader && i != other).collect();
+        let t = c.wait_excluded(&rest, &[leader, other]);
+        c.note(format!("the other three carry on after {t:?}"));
+        std::thread::sleep(HOLD);
+        c.restart(leader);
+        std::thread::sleep(Duration::from_millis(300));
+        c.restart(other);
+        c.note("both restarted".into());
+        Instant::now()
+    });
+}
