@@ -162,8 +162,10 @@ impl Cluster {
         self.nodes[i - 1].as_ref().expect("node running")
     }
 
+    /// Progress and figures, straight to stderr (past libtest's capture).
     fn note(&mut self, s: String) {
-        println!(
+        let _ = writeln!(
+            std::io::stderr(),
             "[{}] +{:.1}s {s}",
             self.name,
             self.started.elapsed().as_secs_f64()
@@ -603,6 +605,84 @@ fn five_nodes_kill9_two() {
         std::thread::sleep(Duration::from_millis(300));
         c.restart(other);
         c.note("both restarted".into());
+        Instant::now()
+    });
+}
+
+/// 5 nodes under a seeded random sequence of short, overlapping faults:
+/// every 0.3–0.9 s the previous fault is lifted (killed nodes restarted)
+/// and a new one injected — links down, a random 2|3 split, SIGSTOP of one
+/// or two nodes, kill -9 of one, 30 % egress loss, or a quiet spell.
+/// `ECCLUSTERD_FAULTS_SEED=S` replays a sequence (the seed is printed).
+#[test]
+fn five_nodes_flapping_faults() {
+    let seed = std::env::var("ECCLUSTERD_FAULTS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64 | 1)
+        });
+    scenario("5-flapping", 5, move |c| {
+        c.note(format!(
+            "seed {seed} (ECCLUSTERD_FAULTS_SEED={seed} to replay)"
+        ));
+        let mut rng = common::Rng(seed);
+        let mut stopped: Vec<usize> = Vec::new();
+        let mut dead: Vec<usize> = Vec::new();
+        let mut log = Vec::new();
+        for _ in 0..10 {
+            c.net.heal();
+            for i in stopped.drain(..) {
+                c.node(i).signal("CONT");
+            }
+            for i in dead.drain(..) {
+                c.restart(i);
+            }
+            let a = rng.range(1, 5);
+            let b = 1 + (a + rng.range(0, 3)) % 5;
+            let what = match rng.range(0, 5) {
+                0 => {
+                    c.net.link(a, false);
+                    c.net.link(b, false);
+                    format!("links of node{a} node{b} down")
+                }
+                1 => {
+                    let rest: Vec<usize> = (1..=5).filter(|&i| i != a && i != b).collect();
+                    c.net.partition(&[&[a, b], &rest]);
+                    format!("split [{a}, {b}] | {rest:?}")
+                }
+                2 => {
+                    stopped = vec![a, b];
+                    for &i in &stopped {
+                        c.node(i).signal("STOP");
+                    }
+                    format!("SIGSTOP node{a} node{b}")
+                }
+                3 => {
+                    c.kill9(a);
+                    dead.push(a);
+                    format!("kill -9 node{a}")
+                }
+                4 => {
+                    c.net.egress_loss(a, 0.3);
+                    format!("node{a} loses 30% of its egress")
+                }
+                _ => "quiet".to_string(),
+            };
+            let hold = rng.range(300, 900);
+            log.push(format!("{what} for {hold} ms"));
+            std::thread::sleep(Duration::from_millis(hold as u64));
+        }
+        c.net.heal();
+        for i in stopped.drain(..) {
+            c.node(i).signal("CONT");
+        }
+        for i in dead.drain(..) {
+            c.restart(i);
+        }
+        c.note(format!("faults: {}", log.join("; ")));
         Instant::now()
     });
 }
