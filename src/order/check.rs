@@ -318,6 +318,40 @@ pub fn check(h: &History) -> Result<Summary, Violation> {
     }
     sum.distinct = delivered.len();
     sum.views = views.len();
+    // Consecutive views follow from each other: members(v+1) =
+    // (members(v) - left(v+1)) + joined(v+1); left were members, joined are
+    // members.
+    for (id, (v, k)) in &views {
+        let set = |l: &[String]| l.iter().cloned().collect::<BTreeSet<String>>();
+        let members = set(&v.members);
+        if !set(&v.joined).is_subset(&members) || set(&v.left).iter().any(|l| members.contains(l)) {
+            return fail(
+                Property::Views,
+                format!(
+                    "view {id} on {}: joined or left do not fit its members: {v:?}",
+                    h.streams[*k].label
+                ),
+            );
+        }
+        let Some((prev, _)) = views.get(&(id - 1)) else {
+            continue;
+        };
+        let before = set(&prev.members);
+        let want: BTreeSet<String> = before
+            .difference(&set(&v.left))
+            .cloned()
+            .chain(v.joined.iter().cloned())
+            .collect();
+        if want != members || !set(&v.left).is_subset(&before) {
+            return fail(
+                Property::Views,
+                format!(
+                    "view {id} does not follow from view {}: {prev:?} then {v:?}",
+                    id - 1
+                ),
+            );
+        }
+    }
 
     // Agreement: common items in the same relative order, pairwise.
     let index: Vec<HashMap<Key, usize>> = h
@@ -752,6 +786,28 @@ mod tests {
     fn views_one_membership_per_id() {
         let mut h = good();
         h.streams[2].events[4] = v(4, &["b", "c"], &["c"], &[]);
+        assert_eq!(violation(&h), Property::Views);
+    }
+
+    #[test]
+    fn views_follow_from_each_other() {
+        let mut h = good();
+        // View 4 re-admits c, but says members a, b, c with nobody joined.
+        for s in &mut h.streams {
+            for e in &mut s.events {
+                if let Event::View(v) = e
+                    && v.view == 4
+                {
+                    v.joined.clear();
+                }
+            }
+        }
+        assert_eq!(violation(&h), Property::Views);
+        // A node that left cannot stay a member.
+        let mut h = good();
+        for s in &mut h.streams[..2] {
+            s.events[5] = v(3, ABC, &[], &["c"]);
+        }
         assert_eq!(violation(&h), Property::Views);
     }
 

@@ -19,6 +19,7 @@ mod clients;
 mod net;
 
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
@@ -84,10 +85,10 @@ fn names(n: usize) -> Vec<String> {
     (1..=n).map(|i| format!("node{i}")).collect()
 }
 
-/// One node's `$MSGC.STATUS` over its client link; None if it does not answer.
-fn status(i: usize) -> Option<serde_json::Value> {
+/// A node's `$MSGC.STATUS` over its client link; None if it does not answer.
+fn status(addr: SocketAddr) -> Option<serde_json::Value> {
     let poll = Duration::from_millis(100);
-    let mut c = Nats::try_connect(Net::client_addr(i), QUIET, poll * 5, poll).ok()?;
+    let mut c = Nats::try_connect(addr, QUIET, poll * 5, poll).ok()?;
     if !c.try_send(b"SUB _INBOX.st 1\r\nPUB $MSGC.STATUS _INBOX.st 0\r\n\r\n") {
         return None;
     }
@@ -125,7 +126,7 @@ impl Cluster {
             .map(|i| ConfAddrs {
                 eccluster: format!("{}:4802", Net::cluster_ip(i)),
                 peer: format!("{}:4809", Net::cluster_ip(i)),
-                clients: vec![format!("{}:4809", Net::client_ip(i))],
+                clients: vec![format!("{}:4809", net.client_ip(i))],
             })
             .collect();
         // A dial into a partition gives up after a second and is retried.
@@ -188,12 +189,25 @@ impl Cluster {
         }
     }
 
-    /// The `order` part of the status of each node in `which`.
-    fn orders(which: &[usize]) -> Result<Vec<serde_json::Value>, String> {
+    /// A node's status.
+    fn status(&self, i: usize) -> Option<serde_json::Value> {
+        status(self.net.client_addr(i))
+    }
+
+    /// Node numbers and client addresses, for [`Cluster::orders`].
+    fn addrs(&self, which: &[usize]) -> Vec<(usize, SocketAddr)> {
         which
             .iter()
-            .map(|&i| {
-                status(i)
+            .map(|&i| (i, self.net.client_addr(i)))
+            .collect()
+    }
+
+    /// The `order` part of the status of each node in `which`.
+    fn orders(which: &[(usize, SocketAddr)]) -> Result<Vec<serde_json::Value>, String> {
+        which
+            .iter()
+            .map(|&(i, a)| {
+                status(a)
                     .map(|s| s["order"].clone())
                     .ok_or_else(|| format!("node{i} does not answer"))
             })
@@ -205,8 +219,9 @@ impl Cluster {
     fn wait_whole(&mut self, what: &str) -> Duration {
         let all = serde_json::json!(names(self.n()));
         let which: Vec<usize> = (1..=self.n()).collect();
+        let addrs = self.addrs(&which);
         self.poll(what, || {
-            let os = Cluster::orders(&which)?;
+            let os = Cluster::orders(&addrs)?;
             for (o, i) in os.iter().zip(&which) {
                 if o["mode"] != "normal" || o["delivering"] != true || o["members"] != all {
                     return Err(format!("node{i}: {o}"));
@@ -222,8 +237,9 @@ impl Cluster {
 
     /// The leader (1-based) the nodes in `which` agree on, all normal.
     fn leader(&mut self, which: &[usize]) -> usize {
+        let addrs = self.addrs(which);
         self.poll("agreed leader", || {
-            let os = Cluster::orders(which)?;
+            let os = Cluster::orders(&addrs)?;
             let l = os[0]["leader"].as_str().unwrap_or("").to_owned();
             if os
                 .iter()
@@ -242,8 +258,9 @@ impl Cluster {
     /// Waits until `which` deliver in a view without `gone` (the fault took effect).
     fn wait_excluded(&mut self, which: &[usize], gone: &[usize]) -> Duration {
         let gone: Vec<serde_json::Value> = gone.iter().map(|g| format!("node{g}").into()).collect();
+        let addrs = self.addrs(which);
         self.poll("fault noticed", || {
-            for o in Cluster::orders(which)? {
+            for o in Cluster::orders(&addrs)? {
                 let members = o["members"].as_array().cloned().unwrap_or_default();
                 if o["mode"] != "normal"
                     || o["delivering"] != true
@@ -263,13 +280,16 @@ impl Cluster {
                 self.sh.clone(),
                 i - 1,
                 i,
-                Net::client_addr(i),
+                self.net.client_addr(i),
             ));
         }
         self.wait_subscribed();
         for i in 1..=self.n() {
-            self.pubs
-                .push(clients::publisher(self.sh.clone(), i, Net::client_addr(i)));
+            self.pubs.push(clients::publisher(
+                self.sh.clone(),
+                i,
+                self.net.client_addr(i),
+            ));
         }
     }
 
@@ -340,7 +360,7 @@ impl Cluster {
         self.wait_whole("before the fence");
         self.wait_subscribed();
         let via = 1 + (self.started.elapsed().as_millis() as usize) % self.n();
-        if let Err(e) = clients::fence(&self.sh, Net::client_addr(via)) {
+        if let Err(e) = clients::fence(&self.sh, self.net.client_addr(via)) {
             self.dump_logs();
             panic!("[{}] {e}", self.name);
         }
@@ -492,11 +512,11 @@ fn asymmetric_loss_and_delay() {
                 " (no sch_netem in this kernel: tbf fallback, queueing delay under load)"
             }
         ));
-        let before = status(leader).map(|s| s["order"]["view_changes"].clone());
+        let before = c.status(leader).map(|s| s["order"]["view_changes"].clone());
         std::thread::sleep(Duration::from_secs(5));
         let stats = c.net.qdisc_stats(leader);
         let dropped = c.net.dropped(lossy);
-        let after = status(leader).map(|s| s["order"]["view_changes"].clone());
+        let after = c.status(leader).map(|s| s["order"]["view_changes"].clone());
         c.note(format!(
             "after 5 s: node{lossy} iptables dropped {dropped} packets; leader qdisc: {stats}; leader view_changes {before:?} -> {after:?}"
         ));

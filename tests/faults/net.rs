@@ -1,8 +1,10 @@
 //! Network namespaces for the fault harness: one namespace per node, a
 //! bridge in its own namespace for cluster traffic (10.77.0.<i>/24, veth
 //! `c0` in the node, `p<i>` on the bridge), and one veth pair per node from
-//! the root namespace for client traffic (10.78.<i>.1 here, 10.78.<i>.2 in
-//! the node), so partitions and loss touch only the cluster network while
+//! the root namespace for client traffic (a /30 per node out of a /24 of
+//! 198.18.0.0/15, the benchmarking range, picked by pid and run so that a
+//! namespace still being torn down by the kernel never shares a subnet
+//! with a new one), so partitions and loss touch only the cluster network while
 //! the test process itself is every node's client. Every name carries the
 //! test process's pid; [`Net`]'s Drop deletes what it made, and
 //! [`sweep_stale`] what earlier runs that died left behind.
@@ -121,6 +123,8 @@ pub fn sweep_stale() {
 /// The test network of one scenario.
 pub struct Net {
     pub n: usize,
+    /// `198.18.x.y`'s x and y: the client links' /24.
+    client_net: (u16, u16),
     tag: String,
     bridge_ns: String,
     node_ns: Vec<String>,
@@ -131,8 +135,10 @@ impl Net {
     /// Builds the network for `n` nodes; `run` tells scenarios apart.
     pub fn new(n: usize, run: usize) -> Net {
         let tag = format!("{PREFIX}{}s{run}", std::process::id());
+        let k = (std::process::id() as usize * 16 + run) % 512;
         let mut net = Net {
             n,
+            client_net: (18 + k as u16 / 256, k as u16 % 256),
             bridge_ns: format!("{tag}b"),
             node_ns: (1..=n).map(|i| format!("{tag}n{i}")).collect(),
             root_ifs: Vec::new(),
@@ -172,7 +178,8 @@ impl Net {
                 "ip", "link", "add", &rif, "type", "veth", "peer", "name", "k0", "netns", &ns,
             ]);
             net.root_ifs.push(rif.clone());
-            must(&["ip", "addr", "add", &format!("10.78.{i}.1/24"), "dev", &rif]);
+            let here = format!("{}/30", net.client_host(i, 1));
+            must(&["ip", "addr", "add", &here, "dev", &rif]);
             must(&["ip", "link", "set", &rif, "up"]);
             must(&[
                 "ip",
@@ -180,7 +187,7 @@ impl Net {
                 &ns,
                 "addr",
                 "add",
-                &format!("{}/24", Net::client_ip(i)),
+                &format!("{}/30", net.client_ip(i)),
                 "dev",
                 "k0",
             ]);
@@ -195,12 +202,19 @@ impl Net {
     }
 
     /// Node `i`'s address on its client link.
-    pub fn client_ip(i: usize) -> String {
-        format!("10.78.{i}.2")
+    /// Host `h` (1 or 2) of node `i`'s client /30.
+    fn client_host(&self, i: usize, h: usize) -> String {
+        let (a, b) = self.client_net;
+        format!("198.{a}.{b}.{}", 4 * i + h)
     }
 
-    pub fn client_addr(i: usize) -> SocketAddr {
-        format!("{}:4809", Net::client_ip(i))
+    /// Node `i`'s address on its client link (the root namespace is `.1`).
+    pub fn client_ip(&self, i: usize) -> String {
+        self.client_host(i, 2)
+    }
+
+    pub fn client_addr(&self, i: usize) -> SocketAddr {
+        format!("{}:4809", self.client_ip(i))
             .parse()
             .expect("address")
     }
