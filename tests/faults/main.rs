@@ -59,6 +59,13 @@ fn loud(lines: &[String]) {
 fn begin(name: &str) -> Option<MutexGuard<'static, ()>> {
     if std::env::var("ECCLUSTERD_FAULTS").as_deref() == Ok("later") {
         // `cargo xtask test` runs this target as its own step afterwards.
+        static SAID: OnceLock<()> = OnceLock::new();
+        SAID.get_or_init(|| {
+            let _ = writeln!(
+                std::io::stderr(),
+                "tests/faults: ECCLUSTERD_FAULTS=later, so not here: it runs as its own step next"
+            );
+        });
         return None;
     }
     static WHY: OnceLock<Option<String>> = OnceLock::new();
