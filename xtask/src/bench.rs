@@ -18,7 +18,7 @@
 //! The servers are stopped on every path out ([`server::Server`]'s Drop): SIGTERM for
 //! ecclusterd, SIGKILL for nats-server; the same for the six cluster nodes.
 
-mod server;
+pub(crate) mod server;
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read};

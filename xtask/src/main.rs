@@ -9,6 +9,7 @@ mod dist;
 mod elf;
 mod fuzz;
 mod sim;
+mod soak;
 mod test;
 mod util;
 
@@ -58,6 +59,12 @@ const TASKS: &[Task] = &[
         usage: "sim [--seeds N]",
         about: "the ordering core's deterministic simulator over N seeds (default 20000), release build",
         run: sim::run,
+    },
+    Task {
+        name: "soak",
+        usage: "soak [--minutes N] [--rate R] ..",
+        about: "3-node cluster under mixed load with rotating faults: throughput, RSS per node over time, invariant checks; target/soak/soak.json",
+        run: soak::run,
     },
 ];
 

@@ -58,7 +58,7 @@ impl Server {
 
     /// `ecclusterd run` on the config `text`, written to `dir`; not yet ready. The
     /// receiver gets its log lines (for [`Server::wait_for_line`]).
-    fn spawn_ecclusterd(
+    pub fn spawn_ecclusterd(
         bin: &Path,
         dir: &Path,
         text: &str,
@@ -113,7 +113,7 @@ impl Server {
 
     /// Reads ecclusterd's log until a line contains `needle`, taking the client address
     /// from `msgcserver_listener: listening on` on the way.
-    fn wait_for_line(
+    pub fn wait_for_line(
         &mut self,
         rx: &mpsc::Receiver<String>,
         needle: &str,
@@ -298,7 +298,7 @@ fn version(program: &Path) -> Result<String> {
 }
 
 /// A port that was free on `ip` a moment ago.
-fn free_port(ip: &str) -> Result<u16> {
+pub fn free_port(ip: &str) -> Result<u16> {
     TcpListener::bind((ip, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -306,7 +306,7 @@ fn free_port(ip: &str) -> Result<u16> {
 }
 
 /// The loopback addresses of the cluster nodes.
-const NODE_IPS: [&str; 3] = ["127.0.0.1", "127.0.0.2", "127.0.0.3"];
+pub const NODE_IPS: [&str; 3] = ["127.0.0.1", "127.0.0.2", "127.0.0.3"];
 
 /// Whether a listener can be bound on 127.0.0.2 and 127.0.0.3 (Linux routes all of
 /// 127/8 to loopback; other systems may not).
