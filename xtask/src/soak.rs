@@ -452,6 +452,8 @@ impl Faults {
 struct Incarnation {
     node: usize,
     pid: u32,
+    /// The node's first process (started with the cluster, before the load).
+    initial: bool,
     /// Seconds since the soak started: first seen, and (if restarted) last seen.
     born: f64,
     ended: Option<f64>,
@@ -464,7 +466,7 @@ struct Incarnation {
 impl Incarnation {
     /// Lived from the soak's start to its end.
     fn whole_run(&self) -> bool {
-        self.born < 1.5 && self.ended.is_none()
+        self.initial && self.ended.is_none()
     }
 
     fn limit_kib(warm: u64) -> u64 {
@@ -656,12 +658,14 @@ pub fn run(args: &[String]) -> Result {
                     }
                 }
                 other => {
+                    let initial = other.is_none();
                     if let Some(x) = other {
                         x.ended = Some(t);
                     }
                     incs.push(Incarnation {
                         node,
                         pid,
+                        initial,
                         born: t,
                         ended: None,
                         first_kib: kib,
@@ -892,7 +896,7 @@ fn report_text(
         out,
         "\nload over {total_secs:.0} s: published {} ({:.1} MB), confirmed {}, refused {}, delivered {} ({:.1} MB); \
          requests ok {}, timed out {}, mismatched {}; group joins/leaves {}, group events seen {}; \
-         short connections ok {}, failed {}; reconnects {}; unexpected errors {}",
+         short connections ok {}, failed {}; connections lost {}, failed connects {}; unexpected errors {}",
         l(&s.published),
         l(&s.published_bytes) as f64 / 1e6,
         l(&s.confirmed),
@@ -907,6 +911,7 @@ fn report_text(
         l(&s.churn_ok),
         l(&s.churn_failed),
         l(&s.reconnects),
+        l(&s.connect_failures),
         l(&s.errors),
     );
     for e in ctx
@@ -930,6 +935,9 @@ fn report_text(
     );
     for d in &checker.described {
         let _ = writeln!(out, "  violation: {d}");
+    }
+    for d in &checker.unplanned {
+        let _ = writeln!(out, "  unplanned: {d}");
     }
     if failures.is_empty() {
         let _ = writeln!(out, "\nsoak PASSED");
@@ -1053,7 +1061,7 @@ fn report_json(
     let _ = writeln!(out, "  ],");
     let _ = writeln!(
         out,
-        "  \"load\": {{\"published\": {}, \"published_bytes\": {}, \"confirmed\": {}, \"refused\": {}, \"delivered\": {}, \"delivered_bytes\": {}, \"requests_ok\": {}, \"request_timeouts\": {}, \"request_mismatches\": {}, \"group_ops\": {}, \"group_events\": {}, \"churn_ok\": {}, \"churn_failed\": {}, \"reconnects\": {}, \"errors\": {}}},",
+        "  \"load\": {{\"published\": {}, \"published_bytes\": {}, \"confirmed\": {}, \"refused\": {}, \"delivered\": {}, \"delivered_bytes\": {}, \"requests_ok\": {}, \"request_timeouts\": {}, \"request_mismatches\": {}, \"group_ops\": {}, \"group_events\": {}, \"churn_ok\": {}, \"churn_failed\": {}, \"reconnects\": {}, \"connect_failures\": {}, \"errors\": {}}},",
         l(&s.published),
         l(&s.published_bytes),
         l(&s.confirmed),
@@ -1068,6 +1076,7 @@ fn report_json(
         l(&s.churn_ok),
         l(&s.churn_failed),
         l(&s.reconnects),
+        l(&s.connect_failures),
         l(&s.errors)
     );
     let d: Vec<String> = checker.described.iter().map(|d| json_str(d)).collect();
@@ -1159,6 +1168,7 @@ mod tests {
         let x = |born: f64, ended: Option<f64>, warm: Option<u64>, last: u64| Incarnation {
             node: 0,
             pid: 1,
+            initial: born < 1.5,
             born,
             ended,
             first_kib: 1000,

@@ -128,6 +128,8 @@ pub struct Checker {
     pub confirmed_checked: u64,
     pub confirmed_excused: u64,
     pub unplanned_view_changes: u64,
+    /// The first few of those, described.
+    pub unplanned: Vec<String>,
     pub views_seen: HashSet<u64>,
 }
 
@@ -156,6 +158,7 @@ impl Checker {
             confirmed_checked: 0,
             confirmed_excused: 0,
             unplanned_view_changes: 0,
+            unplanned: Vec::new(),
             views_seen: HashSet::new(),
         }
     }
@@ -292,6 +295,13 @@ impl Checker {
                     });
                     if !planned {
                         self.unplanned_view_changes += 1;
+                        if self.unplanned.len() < KEEP {
+                            self.unplanned.push(format!(
+                                "{:.1} s: stream {stream} (node{}) saw view {v} [{members}] change its own node",
+                                t as f64 / 1000.0,
+                                node + 1
+                            ));
+                        }
                     }
                     self.disturbed
                         .entry(node)

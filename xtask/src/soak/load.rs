@@ -47,8 +47,10 @@ pub struct Stats {
     pub group_events: AtomicU64,
     pub churn_ok: AtomicU64,
     pub churn_failed: AtomicU64,
-    /// Connections of long-lived roles that ended (and were reopened).
+    /// Connections of long-lived roles that were lost (and reopened).
     pub reconnects: AtomicU64,
+    /// Failed attempts to connect (a node down or restarting).
+    pub connect_failures: AtomicU64,
     /// `-ERR`s other than the no-quorum refusal, and protocol surprises.
     pub errors: AtomicU64,
 }
@@ -185,7 +187,14 @@ fn until(
     mut session: impl FnMut(&mut Client) -> io::Result<()>,
 ) {
     while !flag.load(Relaxed) {
-        let r = Client::connect(&ctx.addrs[node], name).and_then(|mut c| session(&mut c));
+        let r = match Client::connect(&ctx.addrs[node], name) {
+            Ok(mut c) => session(&mut c),
+            Err(_) => {
+                add(&ctx.stats.connect_failures, 1);
+                std::thread::sleep(RETRY);
+                continue;
+            }
+        };
         if flag.load(Relaxed) {
             break;
         }
