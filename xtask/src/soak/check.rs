@@ -261,14 +261,15 @@ impl Checker {
                     ));
                 }
                 if queue {
-                    if self.queue_seen.contains_key(&id) {
+                    if let std::collections::hash_map::Entry::Vacant(v) = self.queue_seen.entry(id)
+                    {
+                        v.insert(t);
+                        self.queue_order.push_back((id, t));
+                    } else {
                         bad.push(format!(
                             "queue group: {session}:{seq} delivered to more than one member (again on node{})",
                             node + 1
                         ));
-                    } else {
-                        self.queue_seen.insert(id, t);
-                        self.queue_order.push_back((id, t));
                     }
                 }
             }

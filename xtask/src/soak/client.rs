@@ -20,13 +20,15 @@ pub enum Op {
 
 pub struct Client {
     stream: TcpStream,
+    /// Read buffer: `rbuf[start..end]` is unparsed input; zeroed once, doubled when a
+    /// message needs more room (no clearing per read).
     rbuf: Vec<u8>,
-    /// Bytes of `rbuf` already consumed.
     start: usize,
+    end: usize,
     wbuf: Vec<u8>,
 }
 
-/// Bytes read at once.
+/// Initial read buffer.
 const READ_CHUNK: usize = 64 * 1024;
 
 impl Client {
@@ -39,8 +41,9 @@ impl Client {
         stream.set_nodelay(true)?;
         let mut c = Client {
             stream,
-            rbuf: Vec::new(),
+            rbuf: vec![0; READ_CHUNK],
             start: 0,
+            end: 0,
             wbuf: Vec::new(),
         };
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -130,25 +133,23 @@ impl Client {
         if left.is_zero() {
             return Ok(false);
         }
-        if self.start > 0 && self.start == self.rbuf.len() {
-            self.rbuf.clear();
-            self.start = 0;
-        } else if self.start > READ_CHUNK {
-            self.rbuf.drain(..self.start);
-            self.start = 0;
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        }
+        if self.end == self.rbuf.len() {
+            if self.start > 0 {
+                self.rbuf.copy_within(self.start..self.end, 0);
+                (self.start, self.end) = (0, self.end - self.start);
+            } else {
+                self.rbuf.resize(self.rbuf.len() * 2, 0);
+            }
         }
         self.stream
             .set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
-        let n = self.rbuf.len();
-        self.rbuf.resize(n + READ_CHUNK, 0);
-        let r = self.stream.read(&mut self.rbuf[n..]);
-        match r {
-            Ok(0) => {
-                self.rbuf.truncate(n);
-                Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed"))
-            }
+        match self.stream.read(&mut self.rbuf[self.end..]) {
+            Ok(0) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed")),
             Ok(k) => {
-                self.rbuf.truncate(n + k);
+                self.end += k;
                 Ok(true)
             }
             Err(e)
@@ -157,18 +158,14 @@ impl Client {
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                self.rbuf.truncate(n);
                 Ok(false)
             }
-            Err(e) => {
-                self.rbuf.truncate(n);
-                Err(e)
-            }
+            Err(e) => Err(e),
         }
     }
 
     fn take_line(&mut self) -> Option<String> {
-        let buf = &self.rbuf[self.start..];
+        let buf = &self.rbuf[self.start..self.end];
         let i = buf.iter().position(|&b| b == b'\n')?;
         let line = String::from_utf8_lossy(&buf[..i])
             .trim_end_matches('\r')
@@ -180,7 +177,7 @@ impl Client {
     /// One complete op from the buffer, if there is one.
     fn parse_one(&mut self) -> io::Result<Option<Op>> {
         loop {
-            let buf = &self.rbuf[self.start..];
+            let buf = &self.rbuf[self.start..self.end];
             let Some(i) = buf.iter().position(|&b| b == b'\n') else {
                 return Ok(None);
             };

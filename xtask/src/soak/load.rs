@@ -256,7 +256,7 @@ fn publisher(ctx: &Ctx, node: usize) {
                     ctx.send(Record::Published { session, seq: hi });
                     for _ in 0..n {
                         seq += 1;
-                        let p = if seq % LARGE_EVERY == 0 {
+                        let p = if seq.is_multiple_of(LARGE_EVERY) {
                             &mut large
                         } else {
                             &mut small
@@ -417,7 +417,7 @@ fn subscribe(ctx: &Ctx, c: &mut Client, stream: u64, kind: SubKind, own: &str) -
                 add(&ctx.stats.delivered, 1);
                 add(&ctx.stats.delivered_bytes, payload.len() as u64);
                 let expected = match tag(&payload) {
-                    Some((_, seq)) if seq % LARGE_EVERY == 0 => LARGE,
+                    Some((_, seq)) if seq.is_multiple_of(LARGE_EVERY) => LARGE,
                     _ => SMALL,
                 };
                 match tag(&payload) {
