@@ -132,7 +132,7 @@ impl Bus {
         self.reply_routes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .learn(subject, node);
+            .learn(subject, node, Instant::now());
     }
 
     /// The node whose client awaits replies on `subject`, if another one.

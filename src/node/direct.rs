@@ -1,11 +1,12 @@
 //! Bus messages that leave the total order: a reply goes straight to the
 //! node of the client that asked. Which node that is comes from the ordered
-//! request itself (its origin node and reply subject), remembered in a
-//! bounded table. One FIFO queue and task per destination keeps each
+//! request itself (its origin node and reply subject), remembered for
+//! [`ROUTE_TTL`] in a bounded table. One FIFO queue and task per destination keeps each
 //! sender's messages to a node in order.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_channel::{Sender, TrySendError};
 
@@ -26,34 +27,57 @@ pub fn private_node(subject: &str) -> Option<&str> {
 
 /// Reply subjects remembered at most; the oldest is forgotten first.
 pub const MAX_ROUTES: usize = 65_536;
+/// How long a reply subject is remembered after its request was delivered.
+/// A reply after that takes the ordered path: still delivered, only slower.
+/// Without it every request ever made stays until [`MAX_ROUTES`] pushes it
+/// out, so the table (about 200 bytes a route, some 13 MiB full) grows for as
+/// long as it takes to see 65,536 requests from other nodes: 27 minutes at
+/// the 40 remote requests/s of `cargo xtask soak`, whose RSS it kept rising.
+pub const ROUTE_TTL: Duration = Duration::from_secs(60);
 /// Messages waiting to go to one node; past it they take the ordered path.
 pub const QUEUE: usize = 256;
 
-/// Reply subject → node of the requester.
+/// Reply subject → node of the requester, and when it was learnt.
 #[derive(Debug, Default)]
 pub struct Routes {
-    by_subject: HashMap<String, String>,
-    order: VecDeque<String>,
+    by_subject: HashMap<String, (String, Instant)>,
+    /// (learnt at, subject), oldest first. An entry whose subject was
+    /// learnt again later is stale: dropping it forgets nothing.
+    order: VecDeque<(Instant, String)>,
 }
 
 impl Routes {
-    /// Remembers that replies to `subject` belong on `node`.
-    pub fn learn(&mut self, subject: &str, node: &str) {
-        if let Some(n) = self.by_subject.get_mut(subject) {
-            node.clone_into(n);
-            return;
+    /// Remembers that replies to `subject` belong on `node`, as of `now`;
+    /// forgets routes older than [`ROUTE_TTL`] and, past [`MAX_ROUTES`],
+    /// the oldest.
+    pub fn learn(&mut self, subject: &str, node: &str, now: Instant) {
+        while let Some((at, _)) = self.order.front() {
+            let expired = now.saturating_duration_since(*at) >= ROUTE_TTL;
+            if !expired && self.order.len() < MAX_ROUTES {
+                break;
+            }
+            let Some((at, old)) = self.order.pop_front() else {
+                break;
+            };
+            if self.by_subject.get(&old).is_some_and(|(_, t)| *t == at) {
+                self.by_subject.remove(&old);
+            }
         }
-        if self.by_subject.len() >= MAX_ROUTES
-            && let Some(old) = self.order.pop_front()
-        {
-            self.by_subject.remove(&old);
+        match self.by_subject.get_mut(subject) {
+            Some((n, t)) => {
+                node.clone_into(n);
+                *t = now;
+            }
+            None => {
+                self.by_subject
+                    .insert(subject.to_owned(), (node.to_owned(), now));
+            }
         }
-        self.by_subject.insert(subject.to_owned(), node.to_owned());
-        self.order.push_back(subject.to_owned());
+        self.order.push_back((now, subject.to_owned()));
     }
 
     pub fn node_for(&self, subject: &str) -> Option<&str> {
-        self.by_subject.get(subject).map(String::as_str)
+        self.by_subject.get(subject).map(|(n, _)| n.as_str())
     }
 
     pub fn len(&self) -> usize {
@@ -143,11 +167,12 @@ mod tests {
     #[test]
     fn routes_are_bounded_and_the_latest_wins() {
         let mut r = Routes::default();
-        r.learn("_INBOX.a", "node2");
-        r.learn("_INBOX.a", "node3");
+        let now = Instant::now();
+        r.learn("_INBOX.a", "node2", now);
+        r.learn("_INBOX.a", "node3", now);
         assert_eq!(r.node_for("_INBOX.a"), Some("node3"));
         for i in 0..MAX_ROUTES + 10 {
-            r.learn(&format!("_INBOX.{i}"), "node2");
+            r.learn(&format!("_INBOX.{i}"), "node2", now);
         }
         assert_eq!(r.len(), MAX_ROUTES);
         assert_eq!(r.node_for("_INBOX.a"), None, "the oldest went first");
@@ -155,5 +180,33 @@ mod tests {
             r.node_for(&format!("_INBOX.{}", MAX_ROUTES + 9)),
             Some("node2")
         );
+    }
+
+    #[test]
+    fn routes_expire_and_learning_again_refreshes() {
+        let mut r = Routes::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        r.learn("_INBOX.a", "node2", at(0));
+        r.learn("_INBOX.b", "node2", at(30));
+        r.learn("_INBOX.c", "node3", at(40));
+        r.learn("_INBOX.b", "node3", at(50));
+        r.learn("_INBOX.d", "node2", at(61));
+        assert_eq!(r.node_for("_INBOX.a"), None, "expired");
+        assert_eq!(r.node_for("_INBOX.b"), Some("node3"));
+        // b's first learning (30 s) expires at 90 s; it was learnt again at 50 s.
+        r.learn("_INBOX.e", "node2", at(95));
+        assert_eq!(r.node_for("_INBOX.b"), Some("node3"));
+        assert_eq!(r.node_for("_INBOX.c"), Some("node3"));
+        r.learn("_INBOX.f", "node2", at(111));
+        assert_eq!(r.node_for("_INBOX.b"), None);
+        assert_eq!(r.node_for("_INBOX.c"), None);
+        assert_eq!(r.len(), 3, "d, e, f");
+        // A steady stream of requests keeps the table at rate x TTL.
+        for i in 0..10_000u64 {
+            r.learn(&format!("_INBOX.s{i}"), "node2", at(200 + i / 10));
+        }
+        assert_eq!(r.len(), 600);
+        assert!(r.order.len() <= 601);
     }
 }
