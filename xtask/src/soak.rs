@@ -57,8 +57,9 @@ const PAUSE_INTERVALS: u32 = 8;
 const DOWN: Duration = Duration::from_secs(2);
 /// A cluster not healthy again this long after a fault fails the soak.
 const RECOVER_LIMIT: Duration = Duration::from_secs(60);
-/// The checker's settle time and memory (see [`check`]).
-const SETTLE_MS: u64 = 5_000;
+/// The checker's settle time (a node out of the view may take a while to show it) and
+/// memory (see [`check`]).
+const SETTLE_MS: u64 = 15_000;
 const HORIZON_MS: u64 = 60_000;
 /// RSS threshold: end may exceed warm by this fraction plus this many KiB.
 const RSS_GROWTH: f64 = 0.20;

@@ -138,7 +138,7 @@ const KEEP: usize = 50;
 /// Before a publish, how long a disturbance still excuses a missed message.
 const BEFORE_MS: u64 = 1_000;
 /// A view change of a stream's own node marks its node disturbed this long before it.
-const VIEW_MARK_MS: u64 = 10_000;
+const VIEW_MARK_MS: u64 = 30_000;
 
 impl Checker {
     pub fn new(settle_ms: u64, horizon_ms: u64) -> Checker {
