@@ -631,8 +631,12 @@ pub fn run(args: &[String]) -> Result {
     });
 
     println!(
-        "soak: {} s, {} msg/s per publisher (3), faults every {} s, rows every {} s, warm-up {} s\n",
-        opts.secs, opts.rate, opts.fault_every, opts.interval, opts.warmup
+        "soak: {} s, faults every {} s, rows every {} s, warm-up {} s\nload: {}\n",
+        opts.secs,
+        opts.fault_every,
+        opts.interval,
+        opts.warmup,
+        load_text(opts.rate)
     );
     println!("{}", row_header());
     let mut incs: Vec<Incarnation> = Vec::new();
@@ -951,6 +955,19 @@ fn report_text(
     out
 }
 
+/// The load in words, for the header and the JSON.
+fn load_text(rate: u32) -> String {
+    format!(
+        "per node: a publisher of {rate} msg/s ({} B, every {}th {} KiB; PING every 0.5 s to confirm), \
+         subscribers plain (3 literal subjects), wildcard and queue group, each with $MSGC.VIEW; \
+         a responder and a requester (20 req/s to the next node's responder); a group join/leave \
+         every 0.6 s; plus a $MSGC.GROUP watcher and a short-lived connection every 100 ms",
+        load::SMALL,
+        load::LARGE_EVERY,
+        load::LARGE / 1024
+    )
+}
+
 fn json_str(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
@@ -988,13 +1005,14 @@ fn report_json(
     let mut out = String::from("{\n");
     let _ = writeln!(
         out,
-        "  \"options\": {{\"secs\": {}, \"rate_per_publisher\": {}, \"publishers\": 3, \"interval_secs\": {}, \"fault_every_secs\": {}, \"warmup_secs\": {}, \"keepalive_secs\": {}}},",
+        "  \"options\": {{\"secs\": {}, \"rate_per_publisher\": {}, \"publishers\": 3, \"interval_secs\": {}, \"fault_every_secs\": {}, \"warmup_secs\": {}, \"keepalive_secs\": {}, \"load\": {}}},",
         opts.secs,
         opts.rate,
         opts.interval,
         opts.fault_every,
         opts.warmup,
-        KEEPALIVE.as_secs_f64()
+        KEEPALIVE.as_secs_f64(),
+        json_str(&load_text(opts.rate))
     );
     let _ = writeln!(
         out,
