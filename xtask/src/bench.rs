@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use server::{Cluster, Server, with_fd_limit};
 
-use crate::util::{self, Result};
+use crate::util::{self, Result, json_str};
 
 /// Runs per row in a full bench; `--quick` does one.
 const RUNS: usize = 3;
@@ -1053,23 +1053,6 @@ impl Table {
         out.push_str("  ]\n}\n");
         out
     }
-}
-
-fn json_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// nproc, CPU, memory, kernel, fd limit, versions.

@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::bench::server::{self, NODE_IPS, Server};
-use crate::util::{self, Result};
+use crate::util::{self, Result, json_str};
 use check::{Checker, Record};
 use client::{Client, Op};
 use load::Ctx;
@@ -148,16 +148,7 @@ struct Nodes {
 
 impl Nodes {
     fn start(bin: &Path, dir: &Path) -> Result<Nodes> {
-        let ports = NODE_IPS
-            .iter()
-            .map(|ip| server::free_port(ip))
-            .collect::<Result<Vec<_>>>()?;
-        let peers: String = NODE_IPS
-            .iter()
-            .zip(&ports)
-            .enumerate()
-            .map(|(i, (ip, port))| format!("    node{} = \"{ip}:{port}\"\n", i + 1))
-            .collect();
+        let (ports, peers) = server::cluster_ports()?;
         let ka = KEEPALIVE.as_secs_f64();
         let confs = NODE_IPS
             .iter()
@@ -966,23 +957,6 @@ fn load_text(rate: u32) -> String {
         load::LARGE_EVERY,
         load::LARGE / 1024
     )
-}
-
-fn json_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 fn opt<T: std::fmt::Display>(v: Option<T>) -> String {

@@ -1,6 +1,7 @@
 //! Helpers shared by tasks: project paths, running commands with readable errors.
 
 use std::ffi::OsStr;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -198,6 +199,24 @@ pub fn is_root() -> bool {
             .and_then(|v| v.split_whitespace().nth(1))
             == Some("0")
     })
+}
+
+/// `s` as a JSON string literal (the reports are written without a JSON crate).
+pub fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 #[cfg(test)]

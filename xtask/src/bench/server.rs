@@ -322,6 +322,22 @@ pub struct Cluster {
     pub nodes: Vec<Server>,
 }
 
+/// A free msgc port on each of [`NODE_IPS`] and the `msgc_server { peers }` lines naming them
+/// `node1..node3`.
+pub fn cluster_ports() -> Result<(Vec<u16>, String)> {
+    let ports = NODE_IPS
+        .iter()
+        .map(|ip| free_port(ip))
+        .collect::<Result<Vec<_>>>()?;
+    let peers = NODE_IPS
+        .iter()
+        .zip(&ports)
+        .enumerate()
+        .map(|(i, (ip, port))| format!("    node{} = \"{ip}:{port}\"\n", i + 1))
+        .collect();
+    Ok((ports, peers))
+}
+
 impl Cluster {
     /// Node i's client address.
     pub fn addr(&self, i: usize) -> &str {
@@ -333,16 +349,7 @@ impl Cluster {
     /// keepalive; reconnects every 0.2 s so the nodes find each other quickly); ready when each has
     /// logged the membership view `members node1 node2 node3 (`.
     pub fn ecclusterd(bin: &Path, dir: &Path) -> Result<Cluster> {
-        let ports = NODE_IPS
-            .iter()
-            .map(|ip| free_port(ip))
-            .collect::<Result<Vec<_>>>()?;
-        let peers: String = NODE_IPS
-            .iter()
-            .zip(&ports)
-            .enumerate()
-            .map(|(i, (ip, port))| format!("    node{} = \"{ip}:{port}\"\n", i + 1))
-            .collect();
+        let (ports, peers) = cluster_ports()?;
         let mut cluster = Cluster {
             name: "ecclusterd",
             nodes: Vec::new(),
