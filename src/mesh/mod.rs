@@ -615,12 +615,17 @@ impl Mesh {
         last_heard: &Mutex<Instant>,
     ) -> Result<(), String> {
         loop {
+            let armed = Instant::now();
             Timer::after(self.keepalive).await;
+            // A timer that fired a keepalive late means this process was
+            // stopped or starved: what the peer sent meanwhile is still
+            // unread, so its silence is judged a round later.
+            let stalled = armed.elapsed() > self.keepalive.saturating_mul(2);
             let silent = last_heard
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .elapsed();
-            if silent > self.keepalive.saturating_mul(SUSPECT_AFTER) {
+            if !stalled && silent > self.keepalive.saturating_mul(SUSPECT_AFTER) {
                 return Err(format!(
                     "silent for {silent:?} ({SUSPECT_AFTER} keepalive intervals)"
                 ));

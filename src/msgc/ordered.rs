@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender, TrySendError};
 use bytes::Bytes;
@@ -252,6 +252,7 @@ enum Wake {
 impl Driver {
     async fn run(mut self, inputs: Receiver<Input>, events: Receiver<mesh::Event>, tick: Duration) {
         let mut next_tick = Timer::interval(tick);
+        let mut last_tick = Instant::now();
         loop {
             // While too much of our own is uncommitted, leave inputs queued.
             let full = self.in_flight >= MAX_IN_FLIGHT;
@@ -269,7 +270,28 @@ impl Driver {
             .await;
             match wake {
                 Wake::Closed => return,
-                Wake::Tick => self.core.tick(),
+                Wake::Tick => {
+                    let now = Instant::now();
+                    let gap = now.saturating_duration_since(last_tick);
+                    last_tick = now;
+                    if gap >= tick * 2 {
+                        // The timer fired late: this process was stopped
+                        // (SIGSTOP, a VM pause) or starved. The interval
+                        // would now fire every missed tick at once, and the
+                        // core would take a silence it did not listen to for
+                        // its peers' (docs/ORDERING.md, "Pauses"): one tick
+                        // for the gap, and past a keepalive interval the
+                        // core restarts its silence clocks first.
+                        next_tick.set_interval(tick);
+                        if gap >= tick * TICKS_PER_KEEPALIVE {
+                            log::info!(
+                                "msgc order: tick {gap:?} late (process stopped or starved); peers' silence clocks restarted"
+                            );
+                            self.core.resume();
+                        }
+                    }
+                    self.core.tick();
+                }
                 Wake::Input(i) => self.input(i),
                 Wake::Mesh(e) => self.mesh_event(e),
             }

@@ -63,6 +63,10 @@ pub struct Core {
     trunc: u64,
     // Follower bookkeeping.
     leader_heard: u64,
+    /// Until this tick, a link down does not by itself make a peer
+    /// unreachable: it may be one the peers closed while we were stopped
+    /// (see [`Core::resume`]); silence still counts.
+    resume_grace: u64,
     getstate_at: Option<u64>,
     joinreq_at: u64,
     // View change.
@@ -70,6 +74,8 @@ pub struct Core {
     svc: BTreeSet<NodeId>,
     dvc: BTreeMap<NodeId, Dvc>,
     dvc_sent: bool,
+    /// Tick at which DoViewChanges from a majority were first in (new leader).
+    dvc_quorum_at: Option<u64>,
     // Recovery.
     nonce: u64,
     nonce_ctr: u64,
@@ -118,12 +124,14 @@ impl Core {
             appended: BTreeMap::new(),
             trunc: 0,
             leader_heard: 0,
+            resume_grace: 0,
             getstate_at: None,
             joinreq_at: 0,
             vc_since: 0,
             svc: BTreeSet::new(),
             dvc: BTreeMap::new(),
             dvc_sent: false,
+            dvc_quorum_at: None,
             nonce: 0,
             nonce_ctr: 0,
             rec: BTreeMap::new(),
@@ -329,6 +337,30 @@ impl Core {
         ok
     }
 
+    /// The node did not run for a while (the process was stopped — SIGSTOP,
+    /// a VM pause — or starved of CPU), as the daemon sees from a tick timer
+    /// that fired late; call it before that tick, and give the core one tick
+    /// for the whole gap, not a burst of the ticks missed. Silence is judged
+    /// only over time the node was running: what it did not read meanwhile
+    /// is no evidence against its peers (their messages wait in its sockets).
+    /// So the silence clocks restart now — the leader's as a follower sees
+    /// it, each peer's and each member's last progress as a leader sees them,
+    /// and the view-change retry — and a resumed node waits
+    /// `suspect_after_ticks` of running before it suspects anyone. For as
+    /// long, a link that is down does not make a leader drop that member or
+    /// step down: its peers may have closed it because *it* was silent, and
+    /// redial; a peer that stays away is still dropped once silent. Timers
+    /// only ever decide liveness, so this cannot affect safety.
+    pub fn resume(&mut self) {
+        self.leader_heard = self.now;
+        self.resume_grace = self.now + self.suspect();
+        self.vc_since = self.now;
+        for p in 0..self.n {
+            self.heard[p] = self.now;
+            self.applied_at[p] = self.now;
+        }
+    }
+
     /// One tick of the failure-detector clock (driven by the daemon).
     pub fn tick(&mut self) {
         self.now += 1;
@@ -342,6 +374,9 @@ impl Core {
             Mode::ViewChange => {
                 if self.now.saturating_sub(self.vc_since) > 2 * s {
                     self.start_view_change(self.view + 1);
+                } else {
+                    // A new leader waiting for late DoViewChanges.
+                    self.check_dvc();
                 }
             }
             Mode::Normal if self.is_leader() => {
@@ -349,7 +384,7 @@ impl Core {
                     + (0..self.n)
                         .filter(|&p| {
                             p != self.me as usize
-                                && self.up[p]
+                                && self.reachable(p)
                                 && self.now.saturating_sub(self.heard[p]) <= s
                         })
                         .count();
@@ -956,7 +991,7 @@ impl Core {
                 let p = m as usize;
                 m != self.me
                     && (p >= self.n
-                        || !self.up[p]
+                        || !self.reachable(p)
                         || self.now.saturating_sub(self.heard[p]) > s
                         || self.too_far_behind(p, s))
             })
@@ -969,6 +1004,11 @@ impl Core {
                 .collect();
             self.append_view(keep, Vec::new(), drop);
         }
+    }
+
+    /// Leader: whether peer `p`'s link counts as up (see `resume_grace`).
+    fn reachable(&self, p: usize) -> bool {
+        self.up[p] || self.now < self.resume_grace
     }
 
     /// Leader: a member more than `max_backlog` ops behind, or more than half
@@ -1013,6 +1053,7 @@ impl Core {
         self.svc.insert(self.me);
         self.dvc.clear();
         self.dvc_sent = false;
+        self.dvc_quorum_at = None;
         self.send_all(PeerMsg::StartViewChange { view });
         self.check_svc();
     }
@@ -1108,7 +1149,37 @@ impl Core {
                 best = Some(d);
             }
         }
-        let Some(best) = best.cloned() else { return };
+        let Some(best) = best else { return };
+        // VR needs only a majority, but the membership view appended below
+        // keeps only the old members that took part (`become_leader`), and
+        // which DoViewChanges come first is a race: a member whose link is up
+        // and that was merely a little slower — e.g. busy with the view
+        // change a node resuming from a pause started — would be dropped from
+        // a view it belongs to, and with 3 nodes leave a 1-member view that
+        // refuses publishes until it heals. So wait for the old members whose
+        // link is up, for one to two ticks at most. More DoViewChanges than a
+        // majority only widen the choice of VR's usual rule.
+        let old: Vec<NodeId> = best
+            .log
+            .entries
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                Entry::View(v) => Some(v.members.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| best.log.base.members.iter().copied().collect());
+        let missing = old.iter().any(|&p| {
+            p != self.me
+                && (p as usize) < self.n
+                && self.up[p as usize]
+                && !self.dvc.contains_key(&p)
+        });
+        let since = *self.dvc_quorum_at.get_or_insert(self.now);
+        if missing && self.now < since + 2 {
+            return;
+        }
+        let best = best.clone();
         let commit = self.dvc.values().map(|d| d.commit).max().unwrap_or(0);
         let dvc = std::mem::take(&mut self.dvc);
         self.adopt(best.log, commit);
@@ -1138,6 +1209,7 @@ impl Core {
         self.svc.clear();
         self.dvc.clear();
         self.dvc_sent = false;
+        self.dvc_quorum_at = None;
         self.fwd_upto = 0;
     }
 

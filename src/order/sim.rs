@@ -2,11 +2,12 @@
 //! driven by a seeded PRNG. Links are FIFO (TCP) with random delays; a broken
 //! link drops what is in flight and reports `peer_down` to both ends. Faults:
 //! crashes (state lost) and restarts, partitions and heals, single link cuts,
-//! slow links, clock jumps (tick bursts). After the run the properties of
-//! `docs/ORDERING.md` are checked; a seed replays exactly.
+//! slow links, clock jumps (tick bursts); and, as a scenario of its own
+//! ([`SimParams::pauses`]), process pauses (SIGSTOP/SIGCONT). After the run
+//! the properties of `docs/ORDERING.md` are checked; a seed replays exactly.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::fmt::Write as _;
 
 use bytes::Bytes;
@@ -58,6 +59,14 @@ pub struct SimParams {
     pub max_batch: usize,
     /// Record a readable event trace.
     pub trace: bool,
+    /// Pause faults (SIGSTOP/SIGCONT) during `fault_ms`: one node at a time
+    /// processes nothing for 20–500 ms; see [`SimParams::pauses`].
+    pub pauses: bool,
+    /// A resumed node gets every tick it missed, as a burst, rather than
+    /// what the daemon gives it (one tick, after [`Core::resume`] when the
+    /// gap is half the suspect window or more). Shows what the daemon's rule
+    /// is for; availability is not expected then.
+    pub pause_burst: bool,
 }
 
 impl SimParams {
@@ -72,9 +81,37 @@ impl SimParams {
             max_backlog: 48,
             max_batch: 16,
             trace: false,
+            pauses: false,
+            pause_burst: false,
+        }
+    }
+
+    /// The pause scenario: no other fault, but one node at a time is paused
+    /// (SIGSTOP) for 20–500 ms (2–50 ticks, up to 10 suspect windows): it
+    /// takes no tick, message or link event; messages to it wait in its FIFO
+    /// links. With chance 1/2 its peers close its links while it is paused
+    /// (the mesh heartbeat finds it silent), which are redialled 0–200 ms
+    /// after the resume. On
+    /// resume (SIGCONT) it gets what the daemon gives a core whose tick timer
+    /// fired late (`msgc::ordered`): one tick for the whole gap, preceded by
+    /// [`Core::resume`] when the gap is half the suspect window or more; and
+    /// the queued events, before that tick, after it or around it. Besides
+    /// every usual check,
+    /// **availability**: a node that was not paused (from the start of a
+    /// pause of its own to 500 ms after its end) is never removed from nor
+    /// re-admitted to the membership view: the others are a majority and
+    /// keep their view.
+    pub fn pauses(nodes: usize) -> Self {
+        SimParams {
+            faults: false,
+            pauses: true,
+            ..SimParams::new(nodes)
         }
     }
 }
+
+/// How long after its pause a node's own removal or re-admission is excused.
+const PAUSE_EXCUSE_MS: u64 = 500;
 
 /// Outcome of one run.
 #[derive(Debug, Clone, Default)]
@@ -91,6 +128,12 @@ pub struct SimReport {
     pub cuts: u64,
     pub slow: u64,
     pub jumps: u64,
+    pub pauses: u64,
+    /// Pause scenario: membership views that removed (`left`) or re-admitted
+    /// (`joined`) a node that was not paused; any is a violation.
+    pub healthy_left: u64,
+    pub healthy_joined: u64,
+    /// VR views entered, summed over the nodes running at the end.
     pub view_changes: u64,
     pub messages: u64,
     pub max_log_len: usize,
@@ -125,6 +168,13 @@ impl Ord for InFlight {
     fn cmp(&self, o: &Self) -> Ordering {
         (o.at, o.seq).cmp(&(self.at, self.seq))
     }
+}
+
+/// What a paused node finds waiting when it resumes.
+enum Pending {
+    Msg(usize, PeerMsg),
+    Up(usize),
+    Down(usize),
 }
 
 struct Instance {
@@ -175,6 +225,20 @@ struct Sim {
     refused: BTreeMap<u64, BTreeSet<u64>>,
     next_payload: u64,
     touched: Vec<bool>,
+    /// Pause scenario: resume time of a paused node (0 = running).
+    paused_until: Vec<u64>,
+    /// Ticks a paused node missed, and its queued events.
+    missed_ticks: Vec<u64>,
+    queued: Vec<VecDeque<Pending>>,
+    /// When the peers close a paused node's links (the mesh heartbeat).
+    pause_cut_at: Vec<u64>,
+    next_pause_at: u64,
+    /// (node, start, end) of every pause (end = u64::MAX while it lasts).
+    pause_log: Vec<(usize, u64, u64)>,
+    /// View ids already seen delivered (the availability check).
+    views_seen: BTreeSet<u64>,
+    /// The first availability failure.
+    unavailable: Option<String>,
     r: SimReport,
 }
 
@@ -210,6 +274,14 @@ pub fn run(seed: u64, p: &SimParams) -> SimReport {
         refused: BTreeMap::new(),
         next_payload: 1,
         touched: vec![false; n],
+        paused_until: vec![0; n],
+        missed_ticks: vec![0; n],
+        queued: (0..n).map(|_| VecDeque::new()).collect(),
+        pause_cut_at: vec![u64::MAX; n],
+        next_pause_at: 300,
+        pause_log: Vec::new(),
+        views_seen: BTreeSet::new(),
+        unavailable: None,
         r: SimReport {
             seed,
             nodes: n,
@@ -220,6 +292,12 @@ pub fn run(seed: u64, p: &SimParams) -> SimReport {
         s.start_node(i);
     }
     s.main_loop();
+    s.r.view_changes = s
+        .cores
+        .iter()
+        .flatten()
+        .map(|c| c.status().view_changes)
+        .sum();
     if s.r.violation.is_none() {
         s.check();
     }
@@ -310,6 +388,10 @@ impl Sim {
                 self.epoch[j][i] += 1;
                 self.log(|| format!("link {i}-{j} {}", if c { "up" } else { "down" }));
                 for (a, b) in [(i, j), (j, i)] {
+                    if self.paused(a) {
+                        self.queued[a].push_back(if c { Pending::Up(b) } else { Pending::Down(b) });
+                        continue;
+                    }
                     if let Some(core) = self.cores[a].as_mut() {
                         if c {
                             core.peer_up(b as NodeId);
@@ -356,6 +438,12 @@ impl Sim {
                 }
                 Action::Deliver(d) => {
                     self.r.deliveries += 1;
+                    if let Entry::View(v) = &d.entry
+                        && self.p.pauses
+                        && self.views_seen.insert(v.id)
+                    {
+                        self.check_availability(v.id, &v.members, &v.joined, &v.left);
+                    }
                     let inst = self.inst_of[i];
                     self.instances[inst].delivered.push((d.op, d.entry));
                 }
@@ -428,6 +516,9 @@ impl Sim {
             if self.p.faults && self.now < fault_end && self.rng.chance(1, 120) {
                 self.fault();
             }
+            if self.p.pauses {
+                self.pause_step(fault_end);
+            }
             for i in 0..self.n {
                 if !self.alive(i) && self.now >= self.restart_at[i] {
                     self.start_node(i);
@@ -437,6 +528,11 @@ impl Sim {
             while self.heap.peek().is_some_and(|m| m.at <= self.now) {
                 let Some(m) = self.heap.pop() else { break };
                 if m.epoch != self.epoch[m.from][m.to] || !self.link_up[m.from][m.to] {
+                    continue;
+                }
+                if self.paused(m.to) {
+                    // In its socket buffer until it runs again.
+                    self.queued[m.to].push_back(Pending::Msg(m.from, m.msg));
                     continue;
                 }
                 if self.p.trace {
@@ -450,6 +546,10 @@ impl Sim {
                 }
             }
             for i in 0..self.n {
+                if (self.now + 3 * i as u64) % 10 == 0 && self.paused(i) {
+                    self.missed_ticks[i] += 1;
+                    continue;
+                }
                 if (self.now + 3 * i as u64) % 10 == 0
                     && let Some(core) = self.cores[i].as_mut()
                 {
@@ -462,7 +562,8 @@ impl Sim {
                 self.client_action();
             }
             for i in 0..self.n {
-                if std::mem::take(&mut self.touched[i])
+                if !self.paused(i)
+                    && std::mem::take(&mut self.touched[i])
                     && let Some(core) = self.cores[i].as_mut()
                 {
                     core.flush();
@@ -547,6 +648,138 @@ impl Sim {
         }
     }
 
+    fn paused(&self, i: usize) -> bool {
+        self.paused_until[i] != 0
+    }
+
+    /// The pause scenario, once per simulated ms: start a pause, close a
+    /// paused node's links, or resume it.
+    fn pause_step(&mut self, fault_end: u64) {
+        for i in 0..self.n {
+            if self.paused(i) && self.now == self.pause_cut_at[i] {
+                // The peers' mesh heartbeat gives up on the silent node; the
+                // dialer redials up to 200 ms after it runs again.
+                let until = self.paused_until[i] + self.rng.below(200);
+                for j in 0..self.n {
+                    if j != i {
+                        self.cut_until[i][j] = until;
+                        self.cut_until[j][i] = until;
+                    }
+                }
+                self.log(|| format!("links of paused node {i} closed by its peers"));
+            }
+            if self.paused(i) && self.now >= self.paused_until[i] {
+                self.resume(i);
+            }
+        }
+        if self.now >= self.next_pause_at && self.now < fault_end {
+            // One node at a time: the others stay a majority (f >= 1).
+            if self.n >= 3 && (0..self.n).all(|k| !self.paused(k)) {
+                let i = self.rng.below(self.n as u64) as usize;
+                let d = self.rng.range(20, 500);
+                self.paused_until[i] = self.now + d;
+                self.missed_ticks[i] = 0;
+                self.pause_cut_at[i] = if self.rng.chance(1, 2) {
+                    self.now + self.rng.range(10, d.max(11))
+                } else {
+                    u64::MAX
+                };
+                self.pause_log.push((i, self.now, u64::MAX));
+                self.r.pauses += 1;
+                self.log(|| format!("pause node {i} for {d} ms"));
+            }
+            self.next_pause_at = self.now + self.rng.range(300, 900);
+        }
+    }
+
+    /// SIGCONT: the missed ticks and the queued events, in a random order.
+    fn resume(&mut self, i: usize) {
+        self.paused_until[i] = 0;
+        self.pause_cut_at[i] = u64::MAX;
+        if let Some(p) = self.pause_log.iter_mut().rev().find(|p| p.0 == i) {
+            p.2 = self.now;
+        }
+        let missed = std::mem::take(&mut self.missed_ticks[i]);
+        let mut events = std::mem::take(&mut self.queued[i]);
+        // The daemon's rule for a late tick timer, unless told to burst.
+        let late =
+            !self.p.pause_burst && 2 * missed >= u64::from(self.p.suspect_after_ticks.max(1));
+        let mut ticks = if self.p.pause_burst {
+            missed
+        } else {
+            missed.min(1)
+        };
+        let how = self.rng.below(3);
+        let e = events.len();
+        self.log(|| {
+            let order = ["ticks first", "events first", "interleaved"][how as usize];
+            let r = if late { ", resume()" } else { "" };
+            format!("resume node {i}: missed {missed} ticks{r}, {e} events, {order}")
+        });
+        while ticks > 0 || !events.is_empty() {
+            let left = ticks + events.len() as u64;
+            let tick = match how {
+                0 => ticks > 0,
+                1 => events.is_empty(),
+                _ => self.rng.below(left) < ticks,
+            };
+            let Some(core) = self.cores[i].as_mut() else {
+                return;
+            };
+            if tick {
+                ticks -= 1;
+                if late {
+                    core.resume();
+                }
+                core.tick();
+            } else {
+                match events.pop_front() {
+                    Some(Pending::Msg(from, msg)) => core.on_message(from as NodeId, msg),
+                    Some(Pending::Up(p)) => core.peer_up(p as NodeId),
+                    Some(Pending::Down(p)) => core.peer_down(p as NodeId),
+                    None => {}
+                }
+            }
+            self.drain(i);
+        }
+        self.touched[i] = true;
+    }
+
+    /// Pause scenario: a View first delivered now must not remove or
+    /// re-admit a node that was not paused lately.
+    fn check_availability(
+        &mut self,
+        id: u64,
+        members: &[NodeId],
+        joined: &[NodeId],
+        left: &[NodeId],
+    ) {
+        let now = self.now;
+        let excused = |j: NodeId| {
+            self.pause_log.iter().any(|&(k, s, e)| {
+                k == j as usize && s <= now && now <= e.saturating_add(PAUSE_EXCUSE_MS)
+            })
+        };
+        if self.pause_log.is_empty() {
+            return;
+        }
+        let bad_left: Vec<NodeId> = left.iter().copied().filter(|&j| !excused(j)).collect();
+        let bad_joined: Vec<NodeId> = joined.iter().copied().filter(|&j| !excused(j)).collect();
+        self.r.healthy_left += bad_left.len() as u64;
+        self.r.healthy_joined += bad_joined.len() as u64;
+        if !bad_left.is_empty() || !bad_joined.is_empty() {
+            let line = format!(
+                "t={now} availability: view {id} {members:?} removes {bad_left:?} / re-admits {bad_joined:?}, not paused lately (pauses {:?})",
+                self.pause_log
+            );
+            if self.p.trace {
+                self.r.trace.push(line.clone());
+            }
+            // Reported after the run, which goes on to count them all.
+            self.unavailable.get_or_insert(line);
+        }
+    }
+
     fn client_action(&mut self) {
         let alive: Vec<u64> = self
             .clients
@@ -563,6 +796,10 @@ impl Sim {
             return;
         };
         let i = c.node;
+        if self.paused_until[i] != 0 {
+            // Its clients wait too (their sockets are not read).
+            return;
+        }
         let Some(core) = self.cores[i].as_mut() else {
             return;
         };
@@ -603,6 +840,13 @@ impl Sim {
     fn check(&mut self) {
         if let Err(e) = self.check_inner() {
             self.fail(e);
+            return;
+        }
+        if let Some(line) = self.unavailable.take() {
+            let (l, j) = (self.r.healthy_left, self.r.healthy_joined);
+            self.r.violation = Some(format!(
+                "{line}; {l} removal(s) and {j} re-admission(s) of unpaused nodes in this run"
+            ));
             return;
         }
         // The same checker the fault harness runs over real clients.

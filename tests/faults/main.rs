@@ -124,6 +124,10 @@ struct Cluster {
     subs: Vec<JoinHandle<()>>,
     pubs: Vec<JoinHandle<()>>,
     started: Instant,
+    /// Nodes that must stay in the membership view throughout: no
+    /// `$MSGC.VIEW` that their subscribers receive may lack, remove or
+    /// re-admit any of them (checked by `finish`).
+    keep: Vec<usize>,
 }
 
 impl Cluster {
@@ -147,6 +151,7 @@ impl Cluster {
             subs: Vec::new(),
             pubs: Vec::new(),
             started: Instant::now(),
+            keep: Vec::new(),
         };
         for i in 1..=n {
             let node = c.spawn(i);
@@ -393,6 +398,7 @@ impl Cluster {
             publishers: std::mem::take(&mut *self.sh.publishers.lock().unwrap()),
         };
         let stuck = self.sh.stuck.load(Ordering::SeqCst);
+        let kept = kept_together(&history, &names_of(&self.keep));
         let verdict = check::check(&history);
         let figures = match &verdict {
             Ok(s) => format!(
@@ -417,6 +423,16 @@ impl Cluster {
         };
         match verdict {
             Ok(s) => {
+                if let Err(e) = kept {
+                    self.dump_logs();
+                    panic!("[{}] {e}", self.name);
+                }
+                if !self.keep.is_empty() {
+                    self.note(format!(
+                        "{} stayed in every view their subscribers saw",
+                        names_of(&self.keep).join(" ")
+                    ));
+                }
                 self.note(format!("PASS: {figures}"));
                 assert!(s.orphans.is_empty(), "confirmed but lost: {:?}", s.orphans);
                 assert_eq!(stuck, 0, "batches whose PONG never came after the heal");
@@ -445,6 +461,32 @@ impl Cluster {
         }
         let _ = std::io::stdout().flush();
     }
+}
+
+fn names_of(nodes: &[usize]) -> Vec<String> {
+    nodes.iter().map(|i| format!("node{i}")).collect()
+}
+
+/// Every `$MSGC.VIEW` that the subscribers of the `keep` nodes received lists
+/// all of them, and neither removes nor re-admits any (a re-admission means
+/// the node had stopped delivering). Exact, no timing: a view that existed
+/// for a millisecond is in the streams all the same.
+fn kept_together(h: &History, keep: &[String]) -> Result<(), String> {
+    for st in h.streams.iter().filter(|st| keep.contains(&st.node)) {
+        for e in &st.events {
+            let check::Event::View(v) = e else { continue };
+            let bad = keep
+                .iter()
+                .find(|k| !v.members.contains(k) || v.left.contains(k) || v.joined.contains(k));
+            if let Some(k) = bad {
+                return Err(format!(
+                    "{k} should have stayed in the view, but {} received view {} members {:?} joined {:?} left {:?}",
+                    st.label, v.view, v.members, v.joined, v.left
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Starts `n` nodes and the clients, lets traffic run, then `fault`
@@ -556,11 +598,13 @@ fn one_way_cut_deaf_leader() {
 }
 
 /// (d) The leader frozen with SIGSTOP for well over its failure timeout,
-/// then resumed: it must find itself replaced and rejoin.
+/// then resumed: it must find itself replaced and rejoin. The other two are
+/// a majority: they stay in the membership view throughout.
 #[test]
 fn sigstop_the_leader() {
     scenario("sigstop-leader", 3, |c| {
         let leader = c.leader(&[1, 2, 3]);
+        c.keep = (1..=3).filter(|&i| i != leader).collect();
         c.note(format!("SIGSTOP leader node{leader}"));
         c.node(leader).signal("STOP");
         let rest: Vec<usize> = (1..=3).filter(|&i| i != leader).collect();
@@ -569,6 +613,27 @@ fn sigstop_the_leader() {
         std::thread::sleep(HOLD);
         c.node(leader).signal("CONT");
         c.note(format!("SIGCONT node{leader}"));
+        Instant::now()
+    });
+}
+
+/// (d') A follower frozen with SIGSTOP, dropped from the view, then resumed
+/// (it resumes with its peers' messages unread and its timers overdue): it
+/// rejoins, and the other two — a majority — stay in the membership view
+/// together throughout, before, during and after its resume.
+#[test]
+fn sigstop_a_follower() {
+    scenario("sigstop-follower", 3, |c| {
+        let leader = c.leader(&[1, 2, 3]);
+        let paused = if leader == 3 { 2 } else { 3 };
+        c.keep = (1..=3).filter(|&i| i != paused).collect();
+        c.note(format!("leader node{leader}; SIGSTOP node{paused}"));
+        c.node(paused).signal("STOP");
+        let t = c.wait_excluded(&c.keep.clone(), &[paused]);
+        c.note(format!("the others dropped node{paused} after {t:?}"));
+        std::thread::sleep(HOLD);
+        c.node(paused).signal("CONT");
+        c.note(format!("SIGCONT node{paused}"));
         Instant::now()
     });
 }
