@@ -43,6 +43,12 @@ pub fn run(args: &[String]) -> Result {
         let work = root.join("target").join("fuzz-corpus").join(target);
         std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
         let seeds = root.join("fuzz").join("corpus").join(target);
+        if !seeds.is_dir() {
+            return Err(format!(
+                "{}: the seed corpus of `{target}` is missing (each target keeps its seeds there)",
+                seeds.display()
+            ));
+        }
         util::run(util::cmd("cargo").args([
             "+nightly",
             "fuzz",
