@@ -503,23 +503,44 @@ fn scenario(name: &'static str, n: usize, fault: impl FnOnce(&mut Cluster) -> In
     c.finish(healed);
 }
 
+/// Faults node `out` of `n` with `fault`, waits until the others have a view
+/// without it, holds the fault for [`HOLD`], then `undo`es it; returns when
+/// it was undone (the heal time `scenario` wants).
+fn out_and_back(
+    c: &mut Cluster,
+    n: usize,
+    out: usize,
+    fault: (String, impl FnOnce(&mut Cluster)),
+    undo: (String, impl FnOnce(&mut Cluster)),
+) -> Instant {
+    c.note(fault.0);
+    (fault.1)(c);
+    let rest: Vec<usize> = (1..=n).filter(|&i| i != out).collect();
+    let t = c.wait_excluded(&rest, &[out]);
+    let new = c.leader(&rest);
+    c.note(format!("node{new} leads without node{out} after {t:?}"));
+    std::thread::sleep(HOLD);
+    (undo.1)(c);
+    c.note(undo.0);
+    Instant::now()
+}
+
 /// (a) One follower's cable pulled (its bridge port down), then plugged back.
 #[test]
 fn partition_minority_links_down() {
     scenario("partition-minority", 3, |c| {
         let leader = c.leader(&[1, 2, 3]);
         let cut = if leader == 3 { 2 } else { 3 };
-        c.note(format!("leader node{leader}; link of node{cut} down"));
-        c.net.link(cut, false);
-        let rest: Vec<usize> = (1..=3).filter(|&i| i != cut).collect();
-        let t = c.wait_excluded(&rest, &[cut]);
-        c.note(format!(
-            "majority dropped node{cut} from the view after {t:?}"
-        ));
-        std::thread::sleep(HOLD);
-        c.net.heal();
-        c.note("link up".into());
-        Instant::now()
+        out_and_back(
+            c,
+            3,
+            cut,
+            (
+                format!("leader node{leader}; link of node{cut} down"),
+                |c| c.net.link(cut, false),
+            ),
+            ("link up".into(), |c| c.net.heal()),
+        )
     });
 }
 
@@ -529,16 +550,15 @@ fn partition_minority_links_down() {
 fn partition_isolates_the_leader() {
     scenario("partition-leader", 3, |c| {
         let leader = c.leader(&[1, 2, 3]);
-        c.note(format!("isolating the leader node{leader}"));
-        c.net.link(leader, false);
-        let rest: Vec<usize> = (1..=3).filter(|&i| i != leader).collect();
-        let t = c.wait_excluded(&rest, &[leader]);
-        let new = c.leader(&rest);
-        c.note(format!("node{new} leads without node{leader} after {t:?}"));
-        std::thread::sleep(HOLD);
-        c.net.heal();
-        c.note("link up".into());
-        Instant::now()
+        out_and_back(
+            c,
+            3,
+            leader,
+            (format!("isolating the leader node{leader}"), |c| {
+                c.net.link(leader, false)
+            }),
+            ("link up".into(), |c| c.net.heal()),
+        )
     });
 }
 
@@ -582,18 +602,16 @@ fn asymmetric_loss_and_delay() {
 fn one_way_cut_deaf_leader() {
     scenario("deaf-leader", 3, |c| {
         let leader = c.leader(&[1, 2, 3]);
-        c.note(format!(
-            "leader node{leader} drops all cluster ingress (iptables INPUT)"
-        ));
-        c.net.deaf(leader);
-        let rest: Vec<usize> = (1..=3).filter(|&i| i != leader).collect();
-        let t = c.wait_excluded(&rest, &[leader]);
-        let new = c.leader(&rest);
-        c.note(format!("node{new} leads without node{leader} after {t:?}"));
-        std::thread::sleep(HOLD);
-        c.net.heal();
-        c.note("ingress restored".into());
-        Instant::now()
+        out_and_back(
+            c,
+            3,
+            leader,
+            (
+                format!("leader node{leader} drops all cluster ingress (iptables INPUT)"),
+                |c| c.net.deaf(leader),
+            ),
+            ("ingress restored".into(), |c| c.net.heal()),
+        )
     });
 }
 
@@ -605,15 +623,17 @@ fn sigstop_the_leader() {
     scenario("sigstop-leader", 3, |c| {
         let leader = c.leader(&[1, 2, 3]);
         c.keep = (1..=3).filter(|&i| i != leader).collect();
-        c.note(format!("SIGSTOP leader node{leader}"));
-        c.node(leader).signal("STOP");
-        let rest: Vec<usize> = (1..=3).filter(|&i| i != leader).collect();
-        let t = c.wait_excluded(&rest, &[leader]);
-        c.note(format!("the others dropped node{leader} after {t:?}"));
-        std::thread::sleep(HOLD);
-        c.node(leader).signal("CONT");
-        c.note(format!("SIGCONT node{leader}"));
-        Instant::now()
+        out_and_back(
+            c,
+            3,
+            leader,
+            (format!("SIGSTOP leader node{leader}"), |c| {
+                c.node(leader).signal("STOP")
+            }),
+            (format!("SIGCONT node{leader}"), |c| {
+                c.node(leader).signal("CONT")
+            }),
+        )
     });
 }
 
@@ -627,14 +647,17 @@ fn sigstop_a_follower() {
         let leader = c.leader(&[1, 2, 3]);
         let paused = if leader == 3 { 2 } else { 3 };
         c.keep = (1..=3).filter(|&i| i != paused).collect();
-        c.note(format!("leader node{leader}; SIGSTOP node{paused}"));
-        c.node(paused).signal("STOP");
-        let t = c.wait_excluded(&c.keep.clone(), &[paused]);
-        c.note(format!("the others dropped node{paused} after {t:?}"));
-        std::thread::sleep(HOLD);
-        c.node(paused).signal("CONT");
-        c.note(format!("SIGCONT node{paused}"));
-        Instant::now()
+        out_and_back(
+            c,
+            3,
+            paused,
+            (format!("leader node{leader}; SIGSTOP node{paused}"), |c| {
+                c.node(paused).signal("STOP")
+            }),
+            (format!("SIGCONT node{paused}"), |c| {
+                c.node(paused).signal("CONT")
+            }),
+        )
     });
 }
 
@@ -644,18 +667,16 @@ fn sigstop_a_follower() {
 fn kill9_and_restart() {
     scenario("kill9-restart", 3, |c| {
         let leader = c.leader(&[1, 2, 3]);
-        c.note(format!(
-            "kill -9 leader node{leader} (pid {})",
-            c.pid(leader)
-        ));
-        c.kill9(leader);
-        let rest: Vec<usize> = (1..=3).filter(|&i| i != leader).collect();
-        let t = c.wait_excluded(&rest, &[leader]);
-        c.note(format!("the others dropped node{leader} after {t:?}"));
-        std::thread::sleep(HOLD);
-        c.restart(leader);
-        c.note(format!("node{leader} restarted"));
-        Instant::now()
+        let pid = c.pid(leader);
+        out_and_back(
+            c,
+            3,
+            leader,
+            (format!("kill -9 leader node{leader} (pid {pid})"), |c| {
+                c.kill9(leader)
+            }),
+            (format!("node{leader} restarted"), |c| c.restart(leader)),
+        )
     });
 }
 
