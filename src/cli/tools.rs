@@ -67,6 +67,22 @@ fn client_tls(
     .map(Some)
 }
 
+/// Connects a client command to `server` as `name`, over TLS when
+/// `--tls-ca`, `--tls-cert`, `--tls-key` ask for it; on failure says why and
+/// gives the exit code.
+async fn connect(
+    server: &str,
+    name: &str,
+    ca: &Option<PathBuf>,
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+) -> Result<Connection, ExitCode> {
+    let tls = client_tls(ca, cert, key).map_err(|e| fail("TLS", e))?;
+    Connection::connect_default_tls(server, name, tls.as_ref())
+        .await
+        .map_err(|e| fail(&format!("cannot connect to {server}"), e))
+}
+
 fn fail(what: &str, e: impl std::fmt::Display) -> ExitCode {
     eprintln!("ecclusterd: {what}: {e}");
     ExitCode::FAILURE
@@ -319,15 +335,18 @@ pub struct BenchArgs {
 pub fn publish(a: PubArgs) -> ExitCode {
     let server = server(a.server, a.config);
     smol::block_on(async {
-        let tls = match client_tls(&a.tls_ca, &a.tls_cert, &a.tls_key) {
-            Ok(t) => t,
-            Err(e) => return fail("TLS", e),
+        let mut c = match connect(
+            &server,
+            "ecclusterd-pub",
+            &a.tls_ca,
+            &a.tls_cert,
+            &a.tls_key,
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(code) => return code,
         };
-        let mut c =
-            match Connection::connect_default_tls(&server, "ecclusterd-pub", tls.as_ref()).await {
-                Ok(c) => c,
-                Err(e) => return fail(&format!("cannot connect to {server}"), e),
-            };
         let mut n = 0u64;
         match a.msg {
             Some(m) => {
@@ -359,15 +378,18 @@ pub fn publish(a: PubArgs) -> ExitCode {
 pub fn subscribe(a: SubArgs) -> ExitCode {
     let server = server(a.server, a.config);
     smol::block_on(async {
-        let tls = match client_tls(&a.tls_ca, &a.tls_cert, &a.tls_key) {
-            Ok(t) => t,
-            Err(e) => return fail("TLS", e),
+        let mut c = match connect(
+            &server,
+            "ecclusterd-sub",
+            &a.tls_ca,
+            &a.tls_cert,
+            &a.tls_key,
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(code) => return code,
         };
-        let mut c =
-            match Connection::connect_default_tls(&server, "ecclusterd-sub", tls.as_ref()).await {
-                Ok(c) => c,
-                Err(e) => return fail(&format!("cannot connect to {server}"), e),
-            };
         c.subscribe(&a.subject, a.queue.as_deref());
         if let Err(e) = c.ping().await {
             return fail(&format!("subscribe to {}", a.subject), e);
@@ -406,19 +428,17 @@ pub fn subscribe(a: SubArgs) -> ExitCode {
 pub fn request(a: RequestArgs) -> ExitCode {
     let server = server(a.server, a.config);
     smol::block_on(async {
-        let tls = match client_tls(&a.tls_ca, &a.tls_cert, &a.tls_key) {
-            Ok(t) => t,
-            Err(e) => return fail("TLS", e),
-        };
-        let mut c = match Connection::connect_default_tls(
+        let mut c = match connect(
             &server,
             "ecclusterd-request",
-            tls.as_ref(),
+            &a.tls_ca,
+            &a.tls_cert,
+            &a.tls_key,
         )
         .await
         {
             Ok(c) => c,
-            Err(e) => return fail(&format!("cannot connect to {server}"), e),
+            Err(code) => return code,
         };
         match c
             .request(
@@ -444,16 +464,18 @@ pub fn request(a: RequestArgs) -> ExitCode {
 pub fn status(a: StatusArgs) -> ExitCode {
     let server = server(a.server, a.config);
     smol::block_on(async {
-        let tls = match client_tls(&a.tls_ca, &a.tls_cert, &a.tls_key) {
-            Ok(t) => t,
-            Err(e) => return fail("TLS", e),
+        let mut c = match connect(
+            &server,
+            "ecclusterd-status",
+            &a.tls_ca,
+            &a.tls_cert,
+            &a.tls_key,
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(code) => return code,
         };
-        let mut c =
-            match Connection::connect_default_tls(&server, "ecclusterd-status", tls.as_ref()).await
-            {
-                Ok(c) => c,
-                Err(e) => return fail(&format!("cannot connect to {server}"), e),
-            };
         let subject = match &a.node {
             Some(n) => format!("{STATUS_SUBJECT}.{n}"),
             None => STATUS_SUBJECT.to_owned(),
@@ -493,15 +515,18 @@ fn node_error(payload: &[u8]) -> Option<String> {
 pub fn ping(a: PingArgs) -> ExitCode {
     let server = server(a.server, a.config);
     smol::block_on(async {
-        let tls = match client_tls(&a.tls_ca, &a.tls_cert, &a.tls_key) {
-            Ok(t) => t,
-            Err(e) => return fail("TLS", e),
+        let mut c = match connect(
+            &server,
+            "ecclusterd-ping",
+            &a.tls_ca,
+            &a.tls_cert,
+            &a.tls_key,
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(code) => return code,
         };
-        let mut c =
-            match Connection::connect_default_tls(&server, "ecclusterd-ping", tls.as_ref()).await {
-                Ok(c) => c,
-                Err(e) => return fail(&format!("cannot connect to {server}"), e),
-            };
         let subject = format!("$MSGC.PING.{}", a.node);
         println!("PING {} via {server}", a.node);
         let mut rtts = Vec::new();
@@ -550,17 +575,18 @@ pub fn ping(a: PingArgs) -> ExitCode {
 pub fn send_file(a: SendFileArgs) -> ExitCode {
     let server = server(a.server, a.config);
     smol::block_on(async {
-        let tls = match client_tls(&a.tls_ca, &a.tls_cert, &a.tls_key) {
-            Ok(t) => t,
-            Err(e) => return fail("TLS", e),
+        let mut c = match connect(
+            &server,
+            "ecclusterd-send-file",
+            &a.tls_ca,
+            &a.tls_cert,
+            &a.tls_key,
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(code) => return code,
         };
-        let mut c =
-            match Connection::connect_default_tls(&server, "ecclusterd-send-file", tls.as_ref())
-                .await
-            {
-                Ok(c) => c,
-                Err(e) => return fail(&format!("cannot connect to {server}"), e),
-            };
         let subject = format!("$MSGC.SENDFILE.{}", a.node);
         let reply = match c
             .request(&subject, a.path.as_bytes(), Duration::from_secs(a.timeout))
