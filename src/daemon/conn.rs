@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use async_net::TcpStream;
 use async_net::unix::UnixStream;
-use futures_lite::{AsyncRead, AsyncWrite};
+use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 /// Cloning yields a second handle on the same socket (one reader, one writer).
 #[derive(Clone, Debug)]
@@ -55,6 +55,13 @@ impl Conn {
                 Ok(())
             }
         };
+    }
+
+    /// Says `line` (a last `-ERR`), as far as the peer still reads, and closes.
+    pub async fn refuse(&mut self, line: &[u8]) {
+        let _ = self.write_all(line).await;
+        let _ = self.flush().await;
+        self.shutdown();
     }
 
     /// The local address of a TCP connection (under TLS too).

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_net::TcpListener;
 use async_net::unix::UnixListener;
-use futures_lite::{AsyncWriteExt, FutureExt};
+use futures_lite::FutureExt;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::conn::{Conn, Remote};
@@ -271,9 +271,7 @@ pub async fn accept_loop(
             let refusal = service.refusal();
             ex.spawn(async move {
                 let mut conn = conn;
-                let _ = conn.write_all(refusal).await;
-                let _ = conn.flush().await;
-                conn.shutdown();
+                conn.refuse(refusal).await;
                 drop(guard);
             })
             .detach();

@@ -405,11 +405,8 @@ impl Mesh {
             Ok(h) => h,
             Err(why) => {
                 log::warn!("msgc peer from {}: refused: {why}", display(remote));
-                let _ = conn
-                    .write_all(format!("-ERR 'msgc peer refused: {why}'\r\n").as_bytes())
+                conn.refuse(format!("-ERR 'msgc peer refused: {why}'\r\n").as_bytes())
                     .await;
-                let _ = conn.flush().await;
-                conn.shutdown();
                 return;
             }
         };
@@ -419,11 +416,8 @@ impl Mesh {
                 "msgc peer {} dialled us, but we dial it (its name sorts after ours)",
                 hello.node
             );
-            let _ = conn
-                .write_all(b"-ERR 'msgc peer refused: the node whose name sorts first dials'\r\n")
+            conn.refuse(b"-ERR 'msgc peer refused: the node whose name sorts first dials'\r\n")
                 .await;
-            let _ = conn.flush().await;
-            conn.shutdown();
             return;
         }
         let sides = secret::Sides {

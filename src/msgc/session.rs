@@ -113,13 +113,10 @@ pub async fn serve(
                     }
                     None => {
                         log::warn!("msgc peer handshake from {remote}, but this node has no peers");
-                        let _ = conn
-                            .write_all(
-                                b"-ERR 'msgc peer refused: this node has no peers configured'\r\n",
-                            )
-                            .await;
-                        let _ = conn.flush().await;
-                        conn.shutdown();
+                        conn.refuse(
+                            b"-ERR 'msgc peer refused: this node has no peers configured'\r\n",
+                        )
+                        .await;
                     }
                 }
                 return;
