@@ -471,6 +471,16 @@ impl Nats {
             if self.eof {
                 return Polled::Closed;
             }
+            if !self.read_some() {
+                return Polled::Idle;
+            }
+        }
+    }
+
+    /// One read into the parser; false when nothing came within the read
+    /// timeout. EOF and errors (reset, broken pipe) mark the server gone.
+    fn read_some(&mut self) -> bool {
+        loop {
             match self.stream.read(&mut self.buf) {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.parser.feed(&self.buf[..n]),
@@ -480,11 +490,12 @@ impl Nats {
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ) =>
                 {
-                    return Polled::Idle;
+                    return false;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => self.eof = true,
             }
+            return true;
         }
     }
 
@@ -521,19 +532,8 @@ impl Nats {
             if self.eof {
                 return None;
             }
-            match self.stream.read(&mut self.buf) {
-                Ok(0) => self.eof = true,
-                Ok(n) => self.parser.feed(&self.buf[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    panic!("nothing from the server within {PATIENCE:?}")
-                }
-                // Reset, broken pipe: the server is gone.
-                Err(_) => self.eof = true,
+            if !self.read_some() {
+                panic!("nothing from the server within {PATIENCE:?}")
             }
         }
     }
