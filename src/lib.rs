@@ -15,5 +15,6 @@ pub mod mesh;
 pub mod msgc;
 pub mod node;
 pub mod order;
+pub mod sim;
 pub mod subject;
 pub mod tls;

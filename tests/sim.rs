@@ -1,14 +1,18 @@
-//! Deterministic simulation of the ordering core (`src/order`).
+//! Deterministic simulation of the ordered bus (`ecclusterd::sim`).
 //!
-//! `ECCLUSTERD_SIM_SEEDS=N` sets the number of seeds per cluster size
-//! (default 1000 for 3 nodes + 1000 for 5 nodes = 2000 runs);
-//! `ECCLUSTERD_SIM_SEED=S` replays one seed with a trace (add
-//! `ECCLUSTERD_SIM_PAUSES=1` for a seed of the pause scenario).
-//! A failing seed prints the violated property, the seed and its event trace.
+//! `ECCLUSTERD_SIM_SEEDS=N` sets the number of seeds of the random fault
+//! mixes (default 2000: half with every fault of real machines, half with
+//! the classic mix of at most f crashes; 3 and 5 nodes alternating);
+//! each named scenario runs a fortieth of that (at least 25).
+//! `ECCLUSTERD_SIM_SEED=S` replays one seed with a trace: add
+//! `ECCLUSTERD_SIM_NODES=n`, `ECCLUSTERD_SIM_MIX=all|classic|pauses` or
+//! `ECCLUSTERD_SIM_SCENARIO=<name>`.
+//! A failing seed prints the violated property, the seed, how to replay it
+//! and the end of its event trace.
 
 use std::time::Instant;
 
-use ecclusterd::order::sim::{SimParams, SimReport, run};
+use ecclusterd::sim::{Faults, Scenario, SimParams, SimReport, run};
 
 fn seeds() -> u64 {
     std::env::var("ECCLUSTERD_SIM_SEEDS")
@@ -17,116 +21,208 @@ fn seeds() -> u64 {
         .unwrap_or(2000)
 }
 
-fn burst() -> bool {
-    std::env::var("ECCLUSTERD_SIM_PAUSE_BURST").is_ok_and(|v| v == "1")
-}
-
-fn params(n: usize, pauses: bool) -> SimParams {
-    if pauses {
-        SimParams {
-            pause_burst: burst(),
-            ..SimParams::pauses(n)
-        }
-    } else {
-        SimParams::new(n)
+fn mix(name: &str) -> Faults {
+    match name {
+        "classic" => Faults::classic(),
+        "pauses" => Faults::pauses_only(),
+        _ => Faults::all(),
     }
 }
 
-fn explain(seed: u64, n: usize, pauses: bool, r: &SimReport, limit: usize) -> String {
-    let mut p = params(n, pauses);
+fn explain(seed: u64, p: &SimParams, what: &str, r: &SimReport, limit: usize) -> String {
+    let mut p = p.clone();
     p.trace = true;
     let t = run(seed, &p);
-    let tail: Vec<&String> = t
-        .trace
-        .iter()
-        .rev()
-        .take(limit)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
+    let skip = t.trace.len().saturating_sub(limit);
     let mut s = format!(
-        "seed {seed}, {n} nodes: {}\nreplay: ECCLUSTERD_SIM_SEED={seed} ECCLUSTERD_SIM_NODES={n}{}{} cargo test --release --test sim replay -- --nocapture\nlast {} of {} trace lines:\n",
+        "seed {seed}, {} nodes, {what}: {}\nreplay: ECCLUSTERD_SIM_SEED={seed} ECCLUSTERD_SIM_NODES={} {} cargo test --release --test sim replay -- --nocapture\nlast {} of {} trace lines:\n",
+        p.nodes,
         r.violation.as_deref().unwrap_or("?"),
-        if pauses {
-            " ECCLUSTERD_SIM_PAUSES=1"
-        } else {
-            ""
+        p.nodes,
+        match p.scenario {
+            Some(sc) => format!("ECCLUSTERD_SIM_SCENARIO={}", sc.name()),
+            None => format!("ECCLUSTERD_SIM_MIX={what}"),
         },
-        if pauses && burst() {
-            " ECCLUSTERD_SIM_PAUSE_BURST=1"
-        } else {
-            ""
-        },
-        tail.len(),
+        t.trace.len() - skip,
         t.trace.len()
     );
-    for l in tail {
+    for l in &t.trace[skip..] {
         s.push_str(l);
         s.push('\n');
     }
     s
 }
 
-#[test]
-fn many_seeds() {
-    let total = seeds();
-    let start = Instant::now();
-    let mut sum = SimReport::default();
-    let mut failures = Vec::new();
-    let mut ran = 0;
-    for k in 0..total {
-        ran += 1;
-        let n = if k % 2 == 0 { 3 } else { 5 };
-        let seed = k / 2 + if n == 3 { 0 } else { 1 << 32 };
-        let r = run(seed, &SimParams::new(n));
-        if r.violation.is_some() {
-            failures.push((seed, n, r.clone()));
-            if failures.len() >= 3 {
-                break;
-            }
+#[derive(Default)]
+struct Sum {
+    runs: u64,
+    failures: Vec<(u64, SimParams, SimReport)>,
+    published: u64,
+    confirmed: u64,
+    refused: u64,
+    crashes: u64,
+    crash_points: u64,
+    beyond_f: u64,
+    epochs: u64,
+    lost_views: u64,
+    orphans: u64,
+    formed_max: u64,
+    formed: Vec<u64>,
+}
+
+impl Sum {
+    fn add(&mut self, seed: u64, p: &SimParams, r: SimReport) {
+        self.runs += 1;
+        self.published += r.published;
+        self.confirmed += r.confirmed;
+        self.refused += r.refused;
+        self.crashes += r.crashes;
+        self.crash_points += r.crash_points;
+        self.beyond_f += u64::from(r.max_stateless > (r.nodes - 1) / 2);
+        self.epochs += r.epochs;
+        self.lost_views += r.lost_views;
+        self.orphans += r.confirmed_orphans;
+        if let Some(f) = r.formed_ms {
+            self.formed_max = self.formed_max.max(f);
+            self.formed.push(f);
         }
-        sum.published += r.published;
-        sum.confirmed += r.confirmed;
-        sum.refused += r.refused;
-        sum.ordered_ops += r.ordered_ops;
-        sum.crashes += r.crashes;
-        sum.partitions += r.partitions;
-        sum.cuts += r.cuts;
-        sum.slow += r.slow;
-        sum.jumps += r.jumps;
-        sum.messages += r.messages;
-        sum.max_log_len = sum.max_log_len.max(r.max_log_len);
-        sum.confirmed_orphans += r.confirmed_orphans;
+        if r.violation.is_some() {
+            self.failures.push((seed, p.clone(), r));
+        }
     }
-    let secs = start.elapsed().as_secs_f64();
-    println!(
-        "sim: {ran} seeds in {secs:.1}s ({:.0} seeds/s); published {} confirmed {} refused {} ops {} msgs {}; faults: crashes {} partitions {} cuts {} slow {} jumps {}; max log {}; confirmed-orphans {}",
-        ran as f64 / secs,
-        sum.published,
-        sum.confirmed,
-        sum.refused,
-        sum.ordered_ops,
-        sum.messages,
-        sum.crashes,
-        sum.partitions,
-        sum.cuts,
-        sum.slow,
-        sum.jumps,
-        sum.max_log_len,
-        sum.confirmed_orphans
-    );
-    if let Some((seed, n, r)) = failures.first() {
-        let seeds: Vec<_> = failures.iter().map(|(s, n, _)| (*s, *n)).collect();
-        panic!(
-            "{} failing (seed, nodes): {seeds:?}\n{}",
-            failures.len(),
-            explain(*seed, *n, false, r, 400)
-        );
+
+    fn line(&mut self, what: &str, secs: f64) -> String {
+        self.formed.sort_unstable();
+        let median = self.formed.get(self.formed.len() / 2).copied().unwrap_or(0);
+        format!(
+            "sim {what}: {} seeds in {secs:.1}s ({:.0}/s); published {} confirmed {} refused {}; crashes {} (at chosen points {}), runs with more than f stateless {}; epochs {} lost-views {} orphans {}; formed after linked: median {median} ms, max {} ms; {} failing",
+            self.runs,
+            self.runs as f64 / secs.max(1e-9),
+            self.published,
+            self.confirmed,
+            self.refused,
+            self.crashes,
+            self.crash_points,
+            self.beyond_f,
+            self.epochs,
+            self.lost_views,
+            self.orphans,
+            self.formed_max,
+            self.failures.len()
+        )
+    }
+
+    fn verdict(mut self, what: &str, secs: f64) {
+        println!("{}", self.line(what, secs));
+        if let Some((seed, p, r)) = self.failures.first() {
+            let list: Vec<(u64, usize)> = self
+                .failures
+                .iter()
+                .take(20)
+                .map(|(s, p, _)| (*s, p.nodes))
+                .collect();
+            panic!(
+                "{} failing (seed, nodes), the first 20: {list:?}\n{}",
+                self.failures.len(),
+                explain(*seed, p, what, r, 300)
+            );
+        }
     }
 }
 
-/// Replays `ECCLUSTERD_SIM_SEED` (nodes from `ECCLUSTERD_SIM_NODES`, default 3) with a trace.
+fn mixed(what: &str, faults: Faults, base: u64, total: u64) {
+    let start = Instant::now();
+    let mut sum = Sum::default();
+    for k in 0..total {
+        let n = if k % 2 == 0 { 3 } else { 5 };
+        let seed = base + k;
+        let p = SimParams::with_faults(n, faults);
+        let r = run(seed, &p);
+        sum.add(seed, &p, r);
+    }
+    sum.verdict(what, start.elapsed().as_secs_f64());
+}
+
+/// Every fault of real machines at once, liveness checked after the heal.
+#[test]
+#[ignore = "fails on this core (unbounded crashes and absent nodes leave a connected majority stuck); fixed by the next commits"]
+fn all_faults() {
+    mixed("all", Faults::all(), 0, seeds() / 2);
+}
+
+/// The classic mix (at most f nodes without state), liveness checked.
+#[test]
+fn classic_faults() {
+    mixed("classic", Faults::classic(), 1 << 40, seeds() / 2);
+}
+
+/// Pauses only: one or several nodes stopped (SIGSTOP) and resumed.
+#[test]
+fn pauses() {
+    mixed(
+        "pauses",
+        Faults::pauses_only(),
+        2 << 40,
+        (seeds() / 10).max(20),
+    );
+}
+
+fn scenario(s: Scenario) {
+    let total = (seeds() / 40).max(25);
+    let start = Instant::now();
+    let mut sum = Sum::default();
+    for k in 0..total {
+        let seed = (3 << 40) + k;
+        let p = SimParams::scenario(s);
+        let r = run(seed, &p);
+        sum.add(seed, &p, r);
+    }
+    sum.verdict(s.name(), start.elapsed().as_secs_f64());
+}
+
+/// Finding 1: a cold start with one node absent forms and orders.
+#[test]
+#[ignore = "fails on this core (finding 1); fixed by the next commits"]
+fn cold_start_one_absent() {
+    scenario(Scenario::ColdStartOneAbsent);
+}
+
+/// Finding 1': a node with a wrong cluster secret does not stop the others.
+#[test]
+#[ignore = "fails on this core (finding 1); fixed by the next commits"]
+fn cold_start_one_misconfigured() {
+    scenario(Scenario::ColdStartOneMisconfigured);
+}
+
+/// Finding 2: two of three killed and restarted together.
+#[test]
+#[ignore = "fails on this core (finding 2); fixed by the next commits"]
+fn two_of_three_restarted() {
+    scenario(Scenario::TwoOfThreeRestarted);
+}
+
+/// Finding 3: nodes started in any order order within a second of the last.
+#[test]
+#[ignore = "fails on this core (finding 3); fixed by the next commits"]
+fn start_in_any_order() {
+    scenario(Scenario::StartInAnyOrder);
+}
+
+/// Finding 4: more than f nodes without state at once.
+#[test]
+#[ignore = "fails on this core (finding 4); fixed by the next commits"]
+fn more_than_f_stateless() {
+    scenario(Scenario::MoreThanFStateless);
+}
+
+/// Finding 5: a leader killed right after a commit, restarted at once.
+#[test]
+#[ignore = "fails on this core (finding 5: agreement violated); fixed by the next commits"]
+fn leader_killed_after_commit() {
+    scenario(Scenario::LeaderKilledAfterCommit);
+}
+
+/// Replays `ECCLUSTERD_SIM_SEED` with a trace (see the module docs).
 #[test]
 fn replay() {
     let Some(seed) = std::env::var("ECCLUSTERD_SIM_SEED")
@@ -135,72 +231,32 @@ fn replay() {
     else {
         return;
     };
-    let n = std::env::var("ECCLUSTERD_SIM_NODES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
-    let pauses = std::env::var("ECCLUSTERD_SIM_PAUSES").is_ok_and(|v| v == "1");
-    let r = run(seed, &params(n, pauses));
-    println!("{r:?}");
-    println!("{}", explain(seed, n, pauses, &r, usize::MAX));
-}
-
-/// The pause scenario (`SimParams::pauses`): one node at a time is stopped
-/// (SIGSTOP) and resumed with its missed ticks and queued messages; besides
-/// every usual property, no node that was not paused is removed from or
-/// re-admitted to the membership view. Seeds: a tenth of
-/// `ECCLUSTERD_SIM_SEEDS` (default 200), 3 and 5 nodes alternating.
-/// `ECCLUSTERD_SIM_PAUSE_BURST=1` resumes with a burst of the missed ticks
-/// (`SimParams::pause_burst`), as the daemon did before it had a rule for a
-/// late tick: that is expected to fail.
-#[test]
-fn pauses_keep_healthy_members() {
-    let total = (seeds() / 10).max(2);
-    let start = Instant::now();
-    let mut failures = Vec::new();
-    let (mut pauses, mut left, mut joined, mut refused, mut vcs) = (0, 0, 0, 0, 0);
-    for k in 0..total {
-        let n = if k % 2 == 0 { 3 } else { 5 };
-        let seed = (2 << 32) + k / 2 + if n == 3 { 0 } else { 1 << 31 };
-        let r = run(seed, &params(n, true));
-        pauses += r.pauses;
-        left += r.healthy_left;
-        joined += r.healthy_joined;
-        refused += r.refused;
-        vcs += r.view_changes;
-        if r.violation.is_some() {
-            failures.push((seed, n, r));
+    let env = |k: &str| std::env::var(k).ok();
+    let p = match env("ECCLUSTERD_SIM_SCENARIO").and_then(|s| Scenario::by_name(&s)) {
+        Some(s) => SimParams::scenario(s),
+        None => {
+            let n = env("ECCLUSTERD_SIM_NODES")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(3);
+            SimParams::with_faults(n, mix(&env("ECCLUSTERD_SIM_MIX").unwrap_or_default()))
         }
-    }
-    println!(
-        "sim pauses{}: {total} seeds in {:.1}s; {pauses} pauses; unpaused nodes removed {left}, re-admitted {joined}; refused {refused}; VR views entered {vcs}; {} failing",
-        if burst() { " (burst)" } else { "" },
-        start.elapsed().as_secs_f64(),
-        failures.len()
-    );
-    if let Some((seed, n, r)) = failures.first() {
-        let seeds: Vec<_> = failures.iter().take(20).map(|(s, n, _)| (*s, *n)).collect();
-        panic!(
-            "{} failing, the first (seed, nodes): {seeds:?}\n{}",
-            failures.len(),
-            explain(*seed, *n, true, r, 400)
-        );
-    }
+    };
+    let r = run(seed, &p);
+    println!("{}", explain(seed, &p, "replay", &r, usize::MAX));
 }
 
 #[test]
 fn no_faults_everything_commits_everywhere() {
     for seed in 0..20 {
         for n in [1, 3, 5] {
-            let mut p = SimParams::new(n);
-            p.faults = false;
+            let p = SimParams::with_faults(n, Faults::default());
             let r = run(seed, &p);
             assert!(
                 r.violation.is_none(),
                 "seed {seed} n {n}: {:?}",
                 r.violation
             );
-            assert_eq!(r.refused, 0);
+            assert_eq!(r.refused, 0, "seed {seed} n {n}");
             assert_eq!(r.confirmed, r.published, "seed {seed} n {n}");
         }
     }

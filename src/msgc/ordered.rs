@@ -368,7 +368,7 @@ impl Driver {
             mesh::Event::Order(p, body) => {
                 let Some(id) = self.node_id(&p) else { return };
                 match order_codec::decode(&body) {
-                    Ok(m) => self.core.on_message(id, m),
+                    Ok(m) => self.core.on_message(id, 0, m),
                     Err(e) => log::warn!("msgc peer {p}: {e}; ignored"),
                 }
             }

@@ -54,6 +54,12 @@ impl fmt::Display for MsgId {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct View {
     pub view: u64,
+    /// The epoch of the order the view belongs to (`$MSGC.VIEW` `epoch`).
+    #[serde(default)]
+    pub epoch: u64,
+    /// Messages confirmed before this view may be missing (`$MSGC.VIEW` `lost`).
+    #[serde(default)]
+    pub lost: bool,
     pub members: Vec<String>,
     #[serde(default)]
     pub joined: Vec<String>,
@@ -634,6 +640,8 @@ mod tests {
         let s = |l: &[&str]| l.iter().map(|x| x.to_string()).collect();
         Event::View(View {
             view: id,
+            epoch: 0,
+            lost: false,
             members: s(members),
             joined: s(joined),
             left: s(left),

@@ -28,7 +28,7 @@ pub mod check;
 mod log;
 pub mod msg;
 mod replica;
-pub mod sim;
+
 pub mod state;
 
 pub use msg::{Entry, GroupOp, LogImage, PeerMsg, ProposalId, Publish, RecoveryState, ViewInfo};
@@ -90,13 +90,31 @@ pub enum Refusal {
     NoQuorum,
 }
 
+/// A lineage of the order. A new epoch begins when the cluster re-forms
+/// from state that may miss messages confirmed before (more than f nodes
+/// lost their state); ops and view ids are agreed within one epoch.
+/// Ordered by `n`, then `tag` (unique per formation), so two formations that
+/// did not know of each other never share an epoch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Epoch {
+    /// 1 for the first formation; one more than the highest known at each re-formation.
+    pub n: u64,
+    pub tag: u64,
+}
+
 /// A committed entry delivered to this node's clients.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivered {
     pub op: u64,
+    /// The epoch the op belongs to.
+    pub epoch: Epoch,
     pub entry: Entry,
     /// For a View entry: (member, group) pairs removed because their node left.
     pub implied_leaves: Vec<(String, String)>,
+    /// For a View entry: messages confirmed before it may be missing from
+    /// this node's stream (a re-formation from incomplete state, or this
+    /// node switched to another epoch's history).
+    pub lost: bool,
 }
 
 /// Output of the core, in the order it must be performed.
@@ -120,6 +138,7 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoreStatus {
     pub mode: Mode,
+    pub epoch: Epoch,
     pub vr_view: u64,
     /// Leader of the current VR view when normal.
     pub leader: Option<NodeId>,

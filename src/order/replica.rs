@@ -576,6 +576,7 @@ impl Core {
         };
         CoreStatus {
             mode: self.mode,
+            epoch: super::Epoch::default(),
             vr_view: self.view,
             leader,
             view_id: self.state.view_id,
@@ -603,7 +604,7 @@ impl Core {
 
     /// A message from peer `from`. Unexpected or stale messages are counted
     /// in `status().ignored` and otherwise dropped.
-    pub fn on_message(&mut self, from: NodeId, msg: PeerMsg) {
+    pub fn on_message(&mut self, from: NodeId, _inc: u64, msg: PeerMsg) {
         if !self.valid_peer(from) {
             return;
         }
@@ -917,8 +918,10 @@ impl Core {
             if was || self.delivering {
                 self.actions.push_back(Action::Deliver(Delivered {
                     op,
+                    epoch: super::Epoch::default(),
                     entry: e.clone(),
                     implied_leaves,
+                    lost: false,
                 }));
             }
             if let Some(id) = e.proposal()

@@ -2,8 +2,8 @@
 
 use bytes::Bytes;
 
-use super::sim::{SimParams, run};
 use super::{Action, Config, Core, Entry, Mode, NodeId, PeerMsg};
+use crate::sim::{Faults, SimParams, run};
 
 /// Tiny in-process cluster with instant, lossless delivery.
 fn cluster(n: usize) -> Vec<Core> {
@@ -31,7 +31,7 @@ fn pump(cores: &mut [Core], out: &mut Vec<(usize, Action)>) {
                 match a {
                     Action::Send { to, msg } => {
                         moved = true;
-                        cores[to as usize].on_message(i as NodeId, msg);
+                        cores[to as usize].on_message(i as NodeId, 1, msg);
                     }
                     other => out.push((i, other)),
                 }
@@ -109,10 +109,11 @@ fn malformed_messages_are_ignored() {
     let mut cores = cluster(3);
     let mut out = Vec::new();
     pump(&mut cores, &mut out);
-    cores[1].on_message(9, PeerMsg::StartViewChange { view: 1 });
-    cores[1].on_message(1, PeerMsg::StartViewChange { view: 1 });
+    cores[1].on_message(9, 1, PeerMsg::StartViewChange { view: 1 });
+    cores[1].on_message(1, 1, PeerMsg::StartViewChange { view: 1 });
     cores[1].on_message(
         2,
+        1,
         PeerMsg::Prepare {
             view: 0,
             first_op: u64::MAX,
@@ -128,7 +129,7 @@ fn malformed_messages_are_ignored() {
 fn simulator_smoke() {
     for seed in 0..20 {
         for n in [3, 5] {
-            let r = run(seed, &SimParams::new(n));
+            let r = run(seed, &SimParams::with_faults(n, Faults::classic()));
             assert!(
                 r.violation.is_none(),
                 "seed {seed} n {n}: {:?}",
