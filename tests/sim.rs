@@ -145,7 +145,6 @@ fn mixed(what: &str, faults: Faults, base: u64, total: u64) {
 
 /// Every fault of real machines at once, liveness checked after the heal.
 #[test]
-#[ignore = "fails on this core (unbounded crashes and absent nodes leave a connected majority stuck); fixed by the next commits"]
 fn all_faults() {
     mixed("all", Faults::all(), 0, seeds() / 2);
 }
@@ -182,42 +181,36 @@ fn scenario(s: Scenario) {
 
 /// Finding 1: a cold start with one node absent forms and orders.
 #[test]
-#[ignore = "fails on this core (finding 1); fixed by the next commits"]
 fn cold_start_one_absent() {
     scenario(Scenario::ColdStartOneAbsent);
 }
 
 /// Finding 1': a node with a wrong cluster secret does not stop the others.
 #[test]
-#[ignore = "fails on this core (finding 1); fixed by the next commits"]
 fn cold_start_one_misconfigured() {
     scenario(Scenario::ColdStartOneMisconfigured);
 }
 
 /// Finding 2: two of three killed and restarted together.
 #[test]
-#[ignore = "fails on this core (finding 2); fixed by the next commits"]
 fn two_of_three_restarted() {
     scenario(Scenario::TwoOfThreeRestarted);
 }
 
 /// Finding 3: nodes started in any order order within a second of the last.
 #[test]
-#[ignore = "fails on this core (finding 3); fixed by the next commits"]
 fn start_in_any_order() {
     scenario(Scenario::StartInAnyOrder);
 }
 
 /// Finding 4: more than f nodes without state at once.
 #[test]
-#[ignore = "fails on this core (finding 4); fixed by the next commits"]
 fn more_than_f_stateless() {
     scenario(Scenario::MoreThanFStateless);
 }
 
 /// Finding 5: a leader killed right after a commit, restarted at once.
 #[test]
-#[ignore = "fails on this core (finding 5: agreement violated); fixed by the next commits"]
 fn leader_killed_after_commit() {
     scenario(Scenario::LeaderKilledAfterCommit);
 }

@@ -18,9 +18,9 @@ fuzz_target!(|data: &[u8]| {
         d.feed(part);
         while let Some(f) = d.next_frame() {
             let Ok(Frame::Order(body)) = f else { continue };
-            if let Ok(m) = order_codec::decode(&body) {
-                let again = order_codec::encode(&m);
-                assert_eq!(order_codec::decode(&Bytes::from(again)), Ok(m));
+            if let Ok((inc, m)) = order_codec::decode(&body) {
+                let again = order_codec::encode(inc, &m);
+                assert_eq!(order_codec::decode(&Bytes::from(again)), Ok((inc, m)));
             }
         }
     }

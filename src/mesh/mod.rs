@@ -39,8 +39,8 @@ pub const MAX_HANDSHAKE_LINE: usize = 64 * 1024;
 /// Events (frames, links up and down) waiting for the ordering layer; past
 /// it links are not read (TCP slows the peers).
 const EVENT_QUEUE: usize = 4096;
-/// Backoff stops growing at this multiple of `reconnect_interval`.
-const MAX_BACKOFF_FACTOR: u32 = 8;
+/// The first redial after a failed dial or a link that ended.
+pub const FIRST_RETRY: Duration = Duration::from_millis(50);
 
 /// A link's state, as `status` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -271,7 +271,9 @@ impl Mesh {
             let addr = format!("{}:{}", bracket(&peer.host), peer.port);
             let result = self.dial_once(&peer, &addr, shutdown.clone()).await;
             match result {
-                Ok(()) => failures = 0,
+                // The link was up and ended (run_link said why): redial
+                // after the first, short interval.
+                Ok(_) => failures = 1,
                 Err(e) => {
                     failures = failures.saturating_add(1);
                     if failures == 1 || failures % 20 == 0 {
@@ -296,7 +298,14 @@ impl Mesh {
         }
     }
 
-    async fn dial_once(&self, peer: &Peer, addr: &str, shutdown: Shutdown) -> Result<(), String> {
+    /// Dials and, once the handshake is through, runs the link: `Err` if
+    /// no link came up, else how the link ended.
+    async fn dial_once(
+        &self,
+        peer: &Peer,
+        addr: &str,
+        shutdown: Shutdown,
+    ) -> Result<Result<(), String>, String> {
         let connect = async {
             let s = connect_from(self.own_ip(), addr)
                 .await
@@ -373,8 +382,9 @@ impl Mesh {
             ))
         });
         let (conn, pending, welcome) = connect.await?;
-        self.run_link(&peer.name, conn, pending, welcome.eccluster, shutdown)
-            .await
+        Ok(self
+            .run_link(&peer.name, conn, pending, welcome.eccluster, shutdown)
+            .await)
     }
 
     /// Serves a connection on msgcserver_listener whose first line is
@@ -769,15 +779,16 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// `reconnect_interval`, doubled per consecutive failure up to
-/// [`MAX_BACKOFF_FACTOR`]×, with ±25 % jitter so a restarted cluster does not
-/// redial in lockstep.
-pub fn backoff(base: Duration, failures: u32, seed: u64) -> Duration {
-    let factor = 1u32
-        << failures
-            .saturating_sub(1)
-            .min(MAX_BACKOFF_FACTOR.trailing_zeros());
-    let d = base.saturating_mul(factor.min(MAX_BACKOFF_FACTOR));
+/// The wait before dialling again after `failures` consecutive failures
+/// (a link that ended counts as one): [`FIRST_RETRY`] after the first — a
+/// peer that was not listening yet, because the cluster is starting in any
+/// order, is tried again at once — doubling up to `reconnect_interval`,
+/// with ±25 % jitter so a restarted cluster does not redial in lockstep.
+pub fn backoff(reconnect: Duration, failures: u32, seed: u64) -> Duration {
+    let first = FIRST_RETRY.min(reconnect);
+    let d = first
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(20))
+        .min(reconnect);
     // seed → [0.75, 1.25); a configured interval near Duration::MAX saturates.
     let frac = 0.75 + (seed % 1000) as f64 / 2000.0;
     Duration::try_from_secs_f64(d.as_secs_f64() * frac).unwrap_or(Duration::MAX)
@@ -809,16 +820,21 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_to_a_cap_with_jitter() {
-        let base = Duration::from_secs(1);
-        assert_eq!(backoff(base, 0, 500), base);
-        assert_eq!(backoff(base, 1, 500), base);
-        assert_eq!(backoff(base, 2, 500), base * 2);
-        assert_eq!(backoff(base, 4, 500), base * 8);
-        assert_eq!(backoff(base, 40, 500), base * 8);
-        assert_eq!(backoff(base, 1, 0), base.mul_f64(0.75));
-        assert!(backoff(base, 1, 999) < base.mul_f64(1.25));
-        // Absurd configured intervals saturate instead of panicking.
-        assert_eq!(backoff(Duration::MAX, 5, 999), Duration::MAX);
+    fn backoff_starts_short_and_grows_to_the_reconnect_interval() {
+        let ms = Duration::from_millis;
+        let re = Duration::from_secs(5);
+        assert_eq!(backoff(re, 0, 500), ms(50));
+        assert_eq!(backoff(re, 1, 500), ms(50));
+        assert_eq!(backoff(re, 2, 500), ms(100));
+        assert_eq!(backoff(re, 4, 500), ms(400));
+        assert_eq!(backoff(re, 7, 500), ms(3200));
+        assert_eq!(backoff(re, 8, 500), re);
+        assert_eq!(backoff(re, 400, 500), re);
+        assert_eq!(backoff(re, 1, 0), ms(50).mul_f64(0.75));
+        assert!(backoff(re, 1, 999) < ms(50).mul_f64(1.25));
+        // A reconnect interval shorter than the first retry bounds it.
+        assert_eq!(backoff(ms(20), 1, 500), ms(20));
+        // Absurd configured intervals and failure counts do not panic.
+        assert!(backoff(Duration::MAX, u32::MAX, 999) >= Duration::from_secs(3600));
     }
 }

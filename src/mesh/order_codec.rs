@@ -1,5 +1,5 @@
 //! The wire form of the ordering protocol's messages (`Frame::Order` bodies),
-//! sans-IO. Integers are LEB128 varints; strings and byte strings are a
+//! sans-IO. A body is the sender's incarnation, then one message. Integers are LEB128 varints; strings and byte strings are a
 //! varint length and the bytes; `Option` is a 0/1 byte then the value;
 //! sequences and maps are a varint count then the items. Payloads decode as
 //! slices of the frame (no copy). Every length is checked against what is
@@ -11,7 +11,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::order::{
-    Entry, GroupOp, LogImage, NodeId, PeerMsg, ProposalId, Publish, RecoveryState, State, ViewInfo,
+    DvcState, Entry, Epoch, GroupOp, LogImage, NodeId, PeerMsg, ProposalId, Publish, RecoveryState,
+    Stamp, State, ViewInfo,
 };
 
 /// Why a frame body did not decode.
@@ -28,10 +29,18 @@ type R<T> = Result<T, DecodeError>;
 
 // ---- encoding --------------------------------------------------------------
 
-pub fn encode(msg: &PeerMsg) -> Vec<u8> {
+/// Encodes `msg` as sent by incarnation `inc`.
+pub fn encode(inc: u64, msg: &PeerMsg) -> Vec<u8> {
     let mut w = Vec::with_capacity(64);
+    put_u64(&mut w, inc);
     put_msg(&mut w, msg);
     w
+}
+
+fn put_epoch(w: &mut Vec<u8>, e: &Epoch) {
+    for v in [e.n, e.tag, e.formed.view, e.formed.leader_inc] {
+        put_u64(w, v);
+    }
 }
 
 fn put_u64(w: &mut Vec<u8>, mut v: u64) {
@@ -96,6 +105,8 @@ fn put_entry(w: &mut Vec<u8>, e: &Entry) {
         Entry::View(v) => {
             w.push(3);
             put_u64(w, v.id);
+            put_epoch(w, &v.epoch);
+            w.push(u8::from(v.lost));
             put_nodes(w, v.members.iter());
             put_nodes(w, v.joined.iter());
             put_nodes(w, v.left.iter());
@@ -111,6 +122,12 @@ fn put_entries(w: &mut Vec<u8>, es: &[Entry]) {
 }
 
 fn put_state(w: &mut Vec<u8>, s: &State) {
+    put_epoch(w, &s.epoch);
+    put_u64(w, s.ancestors.len() as u64);
+    for (e, v) in &s.ancestors {
+        put_epoch(w, e);
+        put_u64(w, *v);
+    }
     put_u64(w, s.view_id);
     put_nodes(w, s.members.iter());
     put_u64(w, s.groups.len() as u64);
@@ -138,12 +155,20 @@ fn put_log(w: &mut Vec<u8>, l: &LogImage) {
 
 fn put_msg(w: &mut Vec<u8>, m: &PeerMsg) {
     match m {
-        PeerMsg::Forward { view, items } => {
+        PeerMsg::Forward {
+            epoch,
+            view,
+            after,
+            items,
+        } => {
             w.push(0);
+            put_epoch(w, epoch);
             put_u64(w, *view);
+            put_u64(w, *after);
             put_entries(w, items);
         }
         PeerMsg::Prepare {
+            epoch,
             view,
             first_op,
             entries,
@@ -151,6 +176,7 @@ fn put_msg(w: &mut Vec<u8>, m: &PeerMsg) {
             trunc,
         } => {
             w.push(1);
+            put_epoch(w, epoch);
             for v in [view, first_op, commit, trunc] {
                 put_u64(w, *v);
             }
@@ -163,31 +189,43 @@ fn put_msg(w: &mut Vec<u8>, m: &PeerMsg) {
             }
         }
         PeerMsg::Commit {
+            epoch,
             view,
             commit,
             trunc,
         } => {
             w.push(3);
+            put_epoch(w, epoch);
             for v in [view, commit, trunc] {
                 put_u64(w, *v);
             }
         }
-        PeerMsg::StartViewChange { view } => {
+        PeerMsg::StartViewChange { view, moved, join } => {
             w.push(4);
             put_u64(w, *view);
-        }
-        PeerMsg::DoViewChange {
-            view,
-            last_normal,
-            log,
-            commit,
-            applied,
-        } => {
-            w.push(5);
-            for v in [view, last_normal, commit, applied] {
-                put_u64(w, *v);
+            w.push(u8::from(*moved));
+            match join {
+                None => w.push(0),
+                Some((e, top)) => {
+                    w.push(1);
+                    put_epoch(w, e);
+                    put_u64(w, *top);
+                }
             }
-            put_log(w, log);
+        }
+        PeerMsg::DoViewChange { view, state } => {
+            w.push(5);
+            put_u64(w, *view);
+            match state {
+                None => w.push(0),
+                Some(d) => {
+                    w.push(1);
+                    for v in [d.stamp.view, d.stamp.leader_inc, d.commit, d.applied] {
+                        put_u64(w, v);
+                    }
+                    put_log(w, &d.log);
+                }
+            }
         }
         PeerMsg::StartView { view, log, commit } => {
             w.push(6);
@@ -195,10 +233,9 @@ fn put_msg(w: &mut Vec<u8>, m: &PeerMsg) {
             put_u64(w, *commit);
             put_log(w, log);
         }
-        PeerMsg::GetState { view, op } => {
+        PeerMsg::GetState { view } => {
             w.push(7);
             put_u64(w, *view);
-            put_u64(w, *op);
         }
         PeerMsg::JoinReq {
             view,
@@ -228,6 +265,7 @@ fn put_msg(w: &mut Vec<u8>, m: &PeerMsg) {
                     put_u64(w, *commit);
                     put_log(w, log);
                 }
+                RecoveryState::Stuck => w.push(3),
             }
         }
     }
@@ -235,14 +273,16 @@ fn put_msg(w: &mut Vec<u8>, m: &PeerMsg) {
 
 // ---- decoding --------------------------------------------------------------
 
-/// Decodes one message; trailing bytes are an error.
-pub fn decode(frame: &Bytes) -> R<PeerMsg> {
+/// Decodes one body: the sender's incarnation and its message; trailing
+/// bytes are an error.
+pub fn decode(frame: &Bytes) -> R<(u64, PeerMsg)> {
     let mut r = Reader { buf: frame, pos: 0 };
+    let inc = r.u64()?;
     let m = r.msg()?;
     if r.pos != frame.len() {
         return Err(DecodeError("trailing bytes"));
     }
-    Ok(m)
+    Ok((inc, m))
 }
 
 struct Reader<'a> {
@@ -353,6 +393,8 @@ impl Reader<'_> {
             }
             3 => Entry::View(Arc::new(ViewInfo {
                 id: self.u64()?,
+                epoch: self.epoch()?,
+                lost: self.flag()?,
                 members: self.nodes()?,
                 joined: self.nodes()?,
                 left: self.nodes()?,
@@ -366,7 +408,24 @@ impl Reader<'_> {
         (0..n).map(|_| self.entry()).collect()
     }
 
+    fn epoch(&mut self) -> R<Epoch> {
+        Ok(Epoch {
+            n: self.u64()?,
+            tag: self.u64()?,
+            formed: Stamp {
+                view: self.u64()?,
+                leader_inc: self.u64()?,
+            },
+        })
+    }
+
     fn state(&mut self) -> R<State> {
+        let epoch = self.epoch()?;
+        let mut ancestors = BTreeMap::new();
+        for _ in 0..self.count(5)? {
+            let e = self.epoch()?;
+            ancestors.insert(e, self.u64()?);
+        }
         let view_id = self.u64()?;
         let members: BTreeSet<NodeId> = self.nodes()?.into_iter().collect();
         let mut groups = BTreeMap::new();
@@ -385,6 +444,8 @@ impl Reader<'_> {
             dedup.insert(node, (self.u64()?, self.u64()?));
         }
         Ok(State {
+            epoch,
+            ancestors,
             view_id,
             members,
             groups,
@@ -403,13 +464,17 @@ impl Reader<'_> {
     fn msg(&mut self) -> R<PeerMsg> {
         Ok(match self.u8()? {
             0 => PeerMsg::Forward {
+                epoch: self.epoch()?,
                 view: self.u64()?,
+                after: self.u64()?,
                 items: self.entries()?,
             },
             1 => {
+                let epoch = self.epoch()?;
                 let (view, first_op, commit, trunc) =
                     (self.u64()?, self.u64()?, self.u64()?, self.u64()?);
                 PeerMsg::Prepare {
+                    epoch,
                     view,
                     first_op,
                     entries: self.entries()?,
@@ -423,21 +488,38 @@ impl Reader<'_> {
                 applied: self.u64()?,
             },
             3 => PeerMsg::Commit {
+                epoch: self.epoch()?,
                 view: self.u64()?,
                 commit: self.u64()?,
                 trunc: self.u64()?,
             },
-            4 => PeerMsg::StartViewChange { view: self.u64()? },
+            4 => PeerMsg::StartViewChange {
+                view: self.u64()?,
+                moved: self.flag()?,
+                join: if self.flag()? {
+                    Some((self.epoch()?, self.u64()?))
+                } else {
+                    None
+                },
+            },
             5 => {
-                let (view, last_normal, commit, applied) =
-                    (self.u64()?, self.u64()?, self.u64()?, self.u64()?);
-                PeerMsg::DoViewChange {
-                    view,
-                    last_normal,
-                    log: self.log()?,
-                    commit,
-                    applied,
-                }
+                let view = self.u64()?;
+                let state = if self.flag()? {
+                    let (v, inc, commit, applied) =
+                        (self.u64()?, self.u64()?, self.u64()?, self.u64()?);
+                    Some(DvcState {
+                        stamp: Stamp {
+                            view: v,
+                            leader_inc: inc,
+                        },
+                        commit,
+                        applied,
+                        log: self.log()?,
+                    })
+                } else {
+                    None
+                };
+                PeerMsg::DoViewChange { view, state }
             }
             6 => {
                 let (view, commit) = (self.u64()?, self.u64()?);
@@ -447,10 +529,7 @@ impl Reader<'_> {
                     commit,
                 }
             }
-            7 => PeerMsg::GetState {
-                view: self.u64()?,
-                op: self.u64()?,
-            },
+            7 => PeerMsg::GetState { view: self.u64()? },
             8 => PeerMsg::JoinReq {
                 view: self.u64()?,
                 stopped: self.u64()?,
@@ -468,6 +547,7 @@ impl Reader<'_> {
                             leader_log: Some((self.log()?, commit)),
                         }
                     }
+                    3 => RecoveryState::Stuck,
                     _ => return Err(DecodeError("unknown recovery state")),
                 };
                 PeerMsg::RecoveryResponse { nonce, view, state }
@@ -523,6 +603,15 @@ mod tests {
             })),
             Entry::View(Arc::new(ViewInfo {
                 id: 4,
+                epoch: Epoch {
+                    n: 2,
+                    tag: 77,
+                    formed: Stamp {
+                        view: 8,
+                        leader_inc: 76,
+                    },
+                },
+                lost: true,
                 members: vec![0, 1],
                 joined: vec![1],
                 left: vec![2],
@@ -532,6 +621,12 @@ mod tests {
 
     fn state() -> State {
         let mut s = State {
+            epoch: Epoch {
+                n: 1,
+                tag: 5,
+                formed: Stamp::default(),
+            },
+            ancestors: BTreeMap::from([(Epoch::default(), 3)]),
             view_id: 3,
             ..State::default()
         };
@@ -550,12 +645,23 @@ mod tests {
             start: 17,
             entries: entries(),
         };
+        let e = Epoch {
+            n: 3,
+            tag: 9,
+            formed: Stamp {
+                view: 1,
+                leader_inc: 9,
+            },
+        };
         vec![
             PeerMsg::Forward {
+                epoch: e,
                 view: 2,
+                after: 11,
                 items: entries(),
             },
             PeerMsg::Prepare {
+                epoch: e,
                 view: 2,
                 first_op: 40,
                 entries: entries(),
@@ -568,24 +674,43 @@ mod tests {
                 applied: 39,
             },
             PeerMsg::Commit {
+                epoch: e,
                 view: 2,
                 commit: 44,
                 trunc: 12,
             },
-            PeerMsg::StartViewChange { view: 3 },
+            PeerMsg::StartViewChange {
+                view: 3,
+                moved: false,
+                join: None,
+            },
+            PeerMsg::StartViewChange {
+                view: 4,
+                moved: true,
+                join: Some((e, 3)),
+            },
             PeerMsg::DoViewChange {
                 view: 3,
-                last_normal: 2,
-                log: log.clone(),
-                commit: 40,
-                applied: 40,
+                state: Some(DvcState {
+                    stamp: Stamp {
+                        view: 2,
+                        leader_inc: 1_700_000_000_001,
+                    },
+                    log: log.clone(),
+                    commit: 40,
+                    applied: 40,
+                }),
+            },
+            PeerMsg::DoViewChange {
+                view: 3,
+                state: None,
             },
             PeerMsg::StartView {
                 view: 3,
                 log: log.clone(),
                 commit: 41,
             },
-            PeerMsg::GetState { view: 3, op: 12 },
+            PeerMsg::GetState { view: 3 },
             PeerMsg::JoinReq {
                 view: 3,
                 stopped: 10,
@@ -596,6 +721,11 @@ mod tests {
                 nonce: 1,
                 view: 3,
                 state: RecoveryState::Blank,
+            },
+            PeerMsg::RecoveryResponse {
+                nonce: 1,
+                view: 3,
+                state: RecoveryState::Stuck,
             },
             PeerMsg::RecoveryResponse {
                 nonce: 1,
@@ -615,15 +745,15 @@ mod tests {
     #[test]
     fn every_message_round_trips() {
         for m in all() {
-            let wire = Bytes::from(encode(&m));
-            assert_eq!(decode(&wire).as_ref(), Ok(&m), "{m:?}");
+            let wire = Bytes::from(encode(1_700_000_000_123, &m));
+            assert_eq!(decode(&wire), Ok((1_700_000_000_123, m.clone())), "{m:?}");
         }
     }
 
     #[test]
     fn truncations_and_garbage_are_errors_not_panics() {
         for m in all() {
-            let wire = encode(&m);
+            let wire = encode(5, &m);
             for cut in 0..wire.len() {
                 assert!(decode(&Bytes::copy_from_slice(&wire[..cut])).is_err());
             }
@@ -635,7 +765,7 @@ mod tests {
             );
         }
         // A count far beyond the frame must not allocate.
-        let mut huge = vec![0u8, 1];
+        let mut huge = vec![1u8, 0, 1, 0, 0];
         huge.extend([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
         assert!(decode(&Bytes::from(huge)).is_err());
         assert!(decode(&Bytes::from_static(&[0xee])).is_err());
@@ -645,8 +775,8 @@ mod tests {
     #[test]
     fn payloads_are_slices_of_the_frame() {
         let m = &all()[0];
-        let wire = Bytes::from(encode(m));
-        let PeerMsg::Forward { items, .. } = decode(&wire).unwrap() else {
+        let wire = Bytes::from(encode(1, m));
+        let (_, PeerMsg::Forward { items, .. }) = decode(&wire).unwrap() else {
             panic!()
         };
         let Entry::Publish(p) = &items[0] else {

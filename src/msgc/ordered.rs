@@ -218,6 +218,7 @@ pub fn start(
         names,
         me,
         core: Core::new(cfg),
+        incarnation,
         groups: BTreeMap::new(),
         ordered: ordered.clone(),
         last: None,
@@ -233,6 +234,8 @@ struct Driver {
     names: Vec<String>,
     me: NodeId,
     core: Core,
+    /// This process's incarnation: every ordering message carries it.
+    incarnation: u64,
     /// Group members as the delivered stream says, for the events' member lists.
     groups: BTreeMap<String, BTreeSet<String>>,
     ordered: Arc<Ordered>,
@@ -368,7 +371,7 @@ impl Driver {
             mesh::Event::Order(p, body) => {
                 let Some(id) = self.node_id(&p) else { return };
                 match order_codec::decode(&body) {
-                    Ok(m) => self.core.on_message(id, 0, m),
+                    Ok((inc, m)) => self.core.on_message(id, inc, m),
                     Err(e) => log::warn!("msgc peer {p}: {e}; ignored"),
                 }
             }
@@ -386,7 +389,7 @@ impl Driver {
         for a in actions {
             match a {
                 Action::Send { to, msg } => {
-                    let body = Bytes::from(order_codec::encode(&msg));
+                    let body = Bytes::from(order_codec::encode(self.incarnation, &msg));
                     let peer = self.name(to);
                     self.mesh.send(&peer, Frame::Order(body));
                 }

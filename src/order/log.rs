@@ -75,6 +75,23 @@ impl Log {
         (from..=to).filter_map(|op| self.get(op).cloned()).collect()
     }
 
+    /// Removes and returns the ops after `op`.
+    pub fn split_off(&mut self, op: u64) -> Vec<Entry> {
+        let keep = usize::try_from((op + 1).saturating_sub(self.start)).unwrap_or(usize::MAX);
+        if keep >= self.entries.len() {
+            return Vec::new();
+        }
+        let tail: Vec<Entry> = self.entries.split_off(keep).into();
+        if self.last_view.is_some_and(|v| v > op) {
+            self.last_view = self
+                .entries
+                .iter()
+                .rposition(|e| matches!(e, Entry::View(_)))
+                .map(|i| self.start + i as u64);
+        }
+        tail
+    }
+
     /// Drops ops `<= upto`, folding them into `base`.
     pub fn truncate(&mut self, upto: u64, base: &mut State) {
         while self.start <= upto {

@@ -25,13 +25,21 @@
 //! while the node is not in a normal view of a primary component.
 
 pub mod check;
+mod follower;
+mod leader;
 mod log;
 pub mod msg;
+mod recovery;
 mod replica;
+mod runs;
+mod view_change;
 
 pub mod state;
 
-pub use msg::{Entry, GroupOp, LogImage, PeerMsg, ProposalId, Publish, RecoveryState, ViewInfo};
+pub use msg::{
+    DvcState, Entry, GroupOp, LogImage, PeerMsg, ProposalId, Publish, RecoveryState, Stamp,
+    ViewInfo,
+};
 pub use replica::Core;
 pub use state::State;
 
@@ -92,14 +100,33 @@ pub enum Refusal {
 
 /// A lineage of the order. A new epoch begins when the cluster re-forms
 /// from state that may miss messages confirmed before (more than f nodes
-/// lost their state); ops and view ids are agreed within one epoch.
-/// Ordered by `n`, then `tag` (unique per formation), so two formations that
-/// did not know of each other never share an epoch.
+/// lost their state, or a cold start); ops and view ids are agreed within
+/// one epoch. Two formations never share an epoch: each names the view
+/// that formed it and its leader's incarnation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Epoch {
     /// 1 for the first formation; one more than the highest known at each re-formation.
     pub n: u64,
+    /// The highest incarnation among the nodes that formed it: of two
+    /// formations with one `n` that did not know of each other, the later
+    /// (one of its nodes restarted after the other formed) ranks higher.
     pub tag: u64,
+    /// The view that formed it, and its leader's incarnation.
+    pub formed: msg::Stamp,
+}
+
+impl Epoch {
+    /// A 64-bit name for the epoch, for clients (`epoch_tag` in `$MSGC.VIEW`):
+    /// equal for one epoch, different (but for a 2⁻⁶⁴ chance) otherwise.
+    pub fn id(&self) -> u64 {
+        let mut h = 0x9E37_79B9_7F4A_7C15u64;
+        for v in [self.n, self.tag, self.formed.view, self.formed.leader_inc] {
+            h ^= v;
+            h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            h ^= h >> 31;
+        }
+        h
+    }
 }
 
 /// A committed entry delivered to this node's clients.
@@ -115,6 +142,10 @@ pub struct Delivered {
     /// this node's stream (a re-formation from incomplete state, or this
     /// node switched to another epoch's history).
     pub lost: bool,
+    /// A proposal its subscribers got in a history this node left (or an
+    /// earlier one of a publisher they got a later one of): not delivered to
+    /// them again.
+    pub repeat: bool,
 }
 
 /// Output of the core, in the order it must be performed.
@@ -138,10 +169,15 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoreStatus {
     pub mode: Mode,
+    /// The epoch of the history held.
     pub epoch: Epoch,
     pub vr_view: u64,
     /// Leader of the current VR view when normal.
     pub leader: Option<NodeId>,
+    /// Voted to leave the current view (its leader or quorum is silent).
+    pub suspecting: bool,
+    /// Holds a history (false for a restarted node not yet recovered).
+    pub holds_state: bool,
     /// Last applied membership view.
     pub view_id: u64,
     pub members: Vec<NodeId>,

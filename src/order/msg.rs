@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::NodeId;
 use super::state::State;
+use super::{Epoch, NodeId};
 
 /// Identifies one ordered proposal: `pseq` counts 1, 2, 3… per origin
 /// incarnation, so the leader can drop duplicates and refuse gaps (which
@@ -45,8 +45,15 @@ pub struct GroupOp {
 /// A membership view (`$MSGC.VIEW`): the nodes that deliver from this point.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ViewInfo {
-    /// Consecutive over committed View entries: 1, 2, 3…
+    /// Consecutive over the committed View entries of one history: 1, 2, 3…
     pub id: u64,
+    /// The epoch from this entry on. The first View of an epoch is the one
+    /// where the epoch differs from the entry before it.
+    pub epoch: Epoch,
+    /// Set on the first View of an epoch formed from state that may miss
+    /// messages confirmed before (not on a cold start, where nobody held
+    /// any state).
+    pub lost: bool,
     /// Sorted configured-peer indices.
     pub members: Vec<NodeId>,
     /// Members that start delivering at this entry (new or re-admitted).
@@ -106,28 +113,89 @@ impl LogImage {
     pub fn op(&self) -> u64 {
         (self.start + self.entries.len() as u64).saturating_sub(1)
     }
+
+    /// The epoch of this log: that of its last View entry, else the base's.
+    pub fn epoch(&self) -> Epoch {
+        self.entries
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                Entry::View(v) => Some(v.epoch),
+                _ => None,
+            })
+            .unwrap_or(self.base.epoch)
+    }
+
+    /// The epoch of the history at `op` (after applying it), if the image
+    /// reaches back that far (`op >= start - 1`).
+    pub fn epoch_at(&self, op: u64) -> Option<Epoch> {
+        if op + 1 < self.start {
+            return None;
+        }
+        let upto = usize::try_from(op + 1 - self.start).ok()?;
+        Some(
+            self.entries
+                .iter()
+                .take(upto)
+                .rev()
+                .find_map(|e| match e {
+                    Entry::View(v) => Some(v.epoch),
+                    _ => None,
+                })
+                .unwrap_or(self.base.epoch),
+        )
+    }
+}
+
+/// Identifies one normal VR view: its number and the incarnation of the
+/// leader that formed it. A restarted leader may form the number it led
+/// before again (it does not remember); the incarnation tells the two apart,
+/// and the later one ranks higher.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Stamp {
+    pub view: u64,
+    pub leader_inc: u64,
+}
+
+/// The state a replica brings to a view change (`None` in a DoViewChange:
+/// it holds none — a restarted node that has not recovered).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DvcState {
+    /// The last view it was normal in.
+    pub stamp: Stamp,
+    pub log: LogImage,
+    pub commit: u64,
+    pub applied: u64,
 }
 
 /// What a replica answers a `Recovery`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecoveryState {
-    /// It is itself recovering (has no state). Only if every configured peer
-    /// answers this does the cluster bootstrap empty.
+    /// It holds no state (it is itself a restarted node).
     Blank,
-    /// Normal in `view`; the leader of that view adds its log and commit.
+    /// It holds state but follows no live leader (view change, or suspecting).
+    Stuck,
+    /// Normal in the response's view; the leader of that view adds its log
+    /// and commit.
     Normal { leader_log: Option<(LogImage, u64)> },
 }
 
-/// Messages between the ordering cores of two nodes.
+/// Messages between the ordering cores of two nodes. The transport adds the
+/// sender's incarnation to each (`Core::on_message`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerMsg {
-    /// Origin → leader: proposals in pseq order (batched).
+    /// Origin → leader: proposals in pseq order (batched). `after` is the
+    /// origin's highest confirmed pseq of its incarnation: proposals up to
+    /// it are settled (committed, or lost with an epoch the origin left).
     Forward {
+        epoch: Epoch,
         view: u64,
+        after: u64,
         items: Vec<Entry>,
     },
     /// Leader → follower: entries `first_op..`, commit and truncation points.
     Prepare {
+        epoch: Epoch,
         view: u64,
         first_op: u64,
         entries: Vec<Entry>,
@@ -142,30 +210,39 @@ pub enum PeerMsg {
     },
     /// Leader → follower heartbeat (also the failure detector).
     Commit {
+        epoch: Epoch,
         view: u64,
         commit: u64,
         trunc: u64,
     },
+    /// A vote to move to `view`, sent by a node that suspects its view dead
+    /// and by each node that agrees (`moved` false: a pre-vote, which a node
+    /// that still hears its leader ignores). A node moves once a majority
+    /// voted for the same view, and then says so (`moved` true): every node
+    /// below that view follows it (VR's StartViewChange). `join`: the sender
+    /// wants to take the history of this epoch but may not at or below this
+    /// view (it left it there); the epoch's nodes at or below it vote for
+    /// the move even while they hear their leader.
     StartViewChange {
         view: u64,
+        moved: bool,
+        join: Option<(Epoch, u64)>,
     },
+    /// To the leader of `view`: the sender's state (`None`: it holds none).
     DoViewChange {
         view: u64,
-        last_normal: u64,
-        log: LogImage,
-        commit: u64,
-        applied: u64,
+        state: Option<DvcState>,
     },
-    /// New leader → all; also sent as the answer to `GetState` (same effect).
+    /// Leader of `view` → all: the log to adopt (its epoch is the log's).
+    /// Also the answer to `GetState`.
     StartView {
         view: u64,
         log: LogImage,
         commit: u64,
     },
-    /// Follower with a gap (or in an older view) → leader.
+    /// A replica behind (gap, older view or epoch) → leader.
     GetState {
         view: u64,
-        op: u64,
     },
     /// Not-delivering replica → leader: add me to the membership view.
     /// `stopped` is the op at which it stopped (or never started) delivering.

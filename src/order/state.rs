@@ -3,11 +3,21 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::NodeId;
 use super::msg::Entry;
+use super::{Epoch, NodeId};
+
+/// Ancestor epochs a history remembers.
+pub const ANCESTORS: usize = 64;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct State {
+    /// The epoch of the history (set by View entries).
+    pub epoch: Epoch,
+    /// The epochs this history was re-formed from, each with the view that
+    /// left it (at most [`ANCESTORS`], the lowest forgotten first): a node
+    /// holding this history never takes one of them back at or below that
+    /// view — its nodes may have moved on in it before they left.
+    pub ancestors: BTreeMap<Epoch, u64>,
     /// Id of the last committed membership view (0 before the first).
     pub view_id: u64,
     pub members: BTreeSet<NodeId>,
@@ -53,6 +63,13 @@ impl State {
                 Vec::new()
             }
             Entry::View(v) => {
+                if v.epoch != self.epoch && self.epoch != Epoch::default() {
+                    self.ancestors.insert(self.epoch, v.epoch.formed.view);
+                    if self.ancestors.len() > ANCESTORS {
+                        self.ancestors.pop_first();
+                    }
+                }
+                self.epoch = v.epoch;
                 self.view_id = v.id;
                 self.members = v.members.iter().copied().collect();
                 let mut gone = Vec::new();

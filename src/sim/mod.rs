@@ -347,6 +347,8 @@ struct Delivery {
     epoch: Epoch,
     entry: Entry,
     lost: bool,
+    /// Not given to subscribers (they got it in a history the node left).
+    repeat: bool,
 }
 
 struct Client {
@@ -802,6 +804,7 @@ impl Sim {
                         epoch: d.epoch,
                         entry: d.entry,
                         lost: d.lost,
+                        repeat: d.repeat,
                     });
                 }
                 Action::Confirm { client, seq } => {
@@ -880,7 +883,7 @@ impl Sim {
                     let s = short(&msg);
                     self.log(|| format!("{peer}->{i} {s} (inc {inc})"));
                 }
-                self.call(i, |c| c.on_message(peer as NodeId, inc, msg));
+                self.call(i, |c| c.on_message(peer as NodeId, inc, *msg));
             }
         }
     }
@@ -1198,6 +1201,7 @@ impl Sim {
             let events = inst
                 .delivered
                 .iter()
+                .filter(|d| !d.repeat)
                 .filter_map(|d| match &d.entry {
                     Entry::Publish(p) => Some(check::Event::Msg(check::MsgId {
                         publisher: p.client,
@@ -1206,6 +1210,7 @@ impl Sim {
                     Entry::View(v) => Some(check::Event::View(check::View {
                         view: v.id,
                         epoch: d.epoch.n,
+                        epoch_tag: d.epoch.id(),
                         lost: d.lost,
                         members: name(&v.members),
                         joined: name(&v.joined),
@@ -1282,9 +1287,9 @@ impl Sim {
             .collect::<BTreeSet<_>>()
             .len() as u64;
         // Virtual synchrony per instance: within an epoch strictly
-        // increasing ops, gap-free unless a View re-admits the node; a new
-        // epoch only forward, entered at a View that admits the node or
-        // (same history) at the next op with the node a member.
+        // increasing ops, gap-free unless a View re-admits the node; another
+        // epoch entered at a View that admits the node, or (the same
+        // history going on) at the next op with the View that starts it.
         for (k, inst) in self.instances.iter().enumerate() {
             let me = inst.node as NodeId;
             let mut prev: Option<(Epoch, u64)> = None;
@@ -1298,11 +1303,9 @@ impl Sim {
                 let ok = match prev {
                     None => admits,
                     Some((e, p)) if e == d.epoch => d.op > p && (d.op == p + 1 || admits),
-                    Some((e, p)) => {
-                        d.epoch > e
-                            && (admits
-                                || (d.op == p + 1 && view.is_some_and(|v| v.members.contains(&me))))
-                    }
+                    // Another epoch: admitted, or the same history going on
+                    // (the View that starts the epoch comes next).
+                    Some((_, p)) => admits || (d.op == p + 1 && view.is_some()),
                 };
                 if !ok {
                     return Err(format!(
@@ -1485,8 +1488,13 @@ fn short_entry(e: &Entry) -> String {
         Entry::Join(g) => format!("join({} {})", g.member, g.group),
         Entry::Leave(g) => format!("leave({} {})", g.member, g.group),
         Entry::View(v) => format!(
-            "view({} {:?} +{:?} -{:?})",
-            v.id, v.members, v.joined, v.left
+            "view({} e{}{} {:?} +{:?} -{:?})",
+            v.id,
+            v.epoch.n,
+            if v.lost { " lost" } else { "" },
+            v.members,
+            v.joined,
+            v.left
         ),
     }
 }
@@ -1494,8 +1502,19 @@ fn short_entry(e: &Entry) -> String {
 fn short(m: &PeerMsg) -> String {
     let mut s = String::new();
     let _ = match m {
-        PeerMsg::Forward { view, items } => write!(s, "Forward v{view} n={}", items.len()),
+        PeerMsg::Forward {
+            epoch,
+            view,
+            after,
+            items,
+        } => write!(
+            s,
+            "Forward e{} v{view} after={after} n={}",
+            epoch.n,
+            items.len()
+        ),
         PeerMsg::Prepare {
+            epoch,
             view,
             first_op,
             entries,
@@ -1505,39 +1524,51 @@ fn short(m: &PeerMsg) -> String {
             let es: Vec<String> = entries.iter().map(short_entry).collect();
             write!(
                 s,
-                "Prepare v{view} first={first_op} c={commit} t={trunc} {es:?}"
+                "Prepare e{} v{view} first={first_op} c={commit} t={trunc} {es:?}",
+                epoch.n
             )
         }
         PeerMsg::PrepareOk { view, op, applied } => {
             write!(s, "PrepareOk v{view} op={op} applied={applied}")
         }
         PeerMsg::Commit {
+            epoch,
             view,
             commit,
             trunc,
-        } => write!(s, "Commit v{view} c={commit} t={trunc}"),
-        PeerMsg::StartViewChange { view } => write!(s, "SVC v{view}"),
+        } => write!(s, "Commit e{} v{view} c={commit} t={trunc}", epoch.n),
+        PeerMsg::StartViewChange { view, moved, join } => write!(
+            s,
+            "SVC v{view}{}{}",
+            if *moved { " moved" } else { "" },
+            match join {
+                Some((e, top)) => format!(" join e{} above v{top}", e.n),
+                None => String::new(),
+            }
+        ),
+        PeerMsg::DoViewChange { view, state: None } => write!(s, "DVC v{view} blank"),
         PeerMsg::DoViewChange {
             view,
-            last_normal,
-            log,
-            commit,
-            applied,
+            state: Some(d),
         } => write!(
             s,
-            "DVC v{view} ln={last_normal} log={}..={} c={commit} a={applied}",
+            "DVC v{view} e{} stamp={}/{} log={}..={} c={} a={}",
+            d.log.epoch().n,
+            d.stamp.view,
+            d.stamp.leader_inc,
+            d.log.start,
+            d.log.op(),
+            d.commit,
+            d.applied
+        ),
+        PeerMsg::StartView { view, log, commit } => write!(
+            s,
+            "StartView v{view} e{} log={}..={} c={commit}",
+            log.epoch().n,
             log.start,
             log.op()
         ),
-        PeerMsg::StartView { view, log, commit } => {
-            write!(
-                s,
-                "StartView v{view} log={}..={} c={commit}",
-                log.start,
-                log.op()
-            )
-        }
-        PeerMsg::GetState { view, op } => write!(s, "GetState v{view} op={op}"),
+        PeerMsg::GetState { view } => write!(s, "GetState v{view}"),
         PeerMsg::JoinReq {
             view,
             stopped,
@@ -1547,6 +1578,7 @@ fn short(m: &PeerMsg) -> String {
         PeerMsg::RecoveryResponse { nonce, view, state } => {
             let kind = match state {
                 crate::order::RecoveryState::Blank => "blank",
+                crate::order::RecoveryState::Stuck => "stuck",
                 crate::order::RecoveryState::Normal {
                     leader_log: Some(_),
                 } => "leader",

@@ -32,7 +32,7 @@ use crate::order::PeerMsg;
 /// What a connection carries besides ordering messages.
 #[derive(Debug, Clone)]
 pub enum Body {
-    Msg(PeerMsg),
+    Msg(Box<PeerMsg>),
     Ping,
     /// The sending end closed (FIN, or RST from a dead process).
     Fin,
@@ -98,7 +98,7 @@ pub enum LinkEvent {
         peer: usize,
         generation: u64,
         inc: u64,
-        msg: PeerMsg,
+        msg: Box<PeerMsg>,
     },
 }
 
@@ -263,7 +263,7 @@ impl Net {
     /// (the mesh drops frames for a link that is down).
     pub fn send(&mut self, i: usize, j: usize, inc: u64, msg: PeerMsg, now: u64, rng: &mut Rng) {
         let size = msg_size(&msg);
-        self.push(i, j, inc, Body::Msg(msg), size, now, rng);
+        self.push(i, j, inc, Body::Msg(Box::new(msg)), size, now, rng);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -593,7 +593,8 @@ pub fn msg_size(m: &PeerMsg) -> u64 {
     16 + match m {
         PeerMsg::Forward { items, .. } => entries(items),
         PeerMsg::Prepare { entries: es, .. } => entries(es),
-        PeerMsg::DoViewChange { log, .. } | PeerMsg::StartView { log, .. } => image(log),
+        PeerMsg::DoViewChange { state, .. } => state.as_ref().map_or(8, |d| image(&d.log)),
+        PeerMsg::StartView { log, .. } => image(log),
         PeerMsg::RecoveryResponse { state, .. } => match state {
             crate::order::RecoveryState::Normal {
                 leader_log: Some((l, _)),
