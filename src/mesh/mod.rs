@@ -71,12 +71,16 @@ struct Link {
     tx: Option<Sender<Frame>>,
 }
 
-/// Events for whoever consumes the mesh (the ordering layer).
+/// Events for whoever consumes the mesh (the ordering layer). Each names
+/// the link's generation: a link replaced by a newer one to the same peer
+/// may still report its end, or frames read before it closed, after the new
+/// one is up; the consumer drops events of a generation that is not the
+/// peer's current one.
 #[derive(Debug, Clone)]
 pub enum Event {
-    Up(String),
-    Down(String),
-    Order(String, bytes::Bytes),
+    Up(String, u64),
+    Down(String, u64),
+    Order(String, u64, bytes::Bytes),
 }
 
 pub struct Mesh {
@@ -521,28 +525,28 @@ impl Mesh {
                 return Err(format!("`{peer}` is not in peers"));
             };
             let old = l.tx.replace(tx.clone());
-            let was_up = l.up;
+            let (was_up, old_generation) = (l.up, l.generation);
             l.up = true;
             l.since = Instant::now();
             l.eccluster = eccluster.clone();
             l.generation = generation;
-            old.map(|o| {
+            old.and_then(|o| {
                 o.close();
-                was_up
+                was_up.then_some(old_generation)
             })
         };
-        if replaced == Some(true) {
+        if let Some(old) = replaced {
             // The old link's end emits no Down (its generation is stale), so say it here.
-            self.emit(Event::Down(peer.to_owned())).await;
+            self.emit(Event::Down(peer.to_owned(), old)).await;
         }
         log::info!(
             "msgc peer {peer}: link up (ECCluster_Listener {})",
             eccluster.as_deref().unwrap_or("unknown")
         );
-        self.emit(Event::Up(peer.to_owned())).await;
+        self.emit(Event::Up(peer.to_owned(), generation)).await;
         let last_heard = Arc::new(Mutex::new(Instant::now()));
         let result = future::or(
-            self.link_reader(peer, conn.clone(), pending, &tx, &last_heard),
+            self.link_reader(peer, generation, conn.clone(), pending, &tx, &last_heard),
             future::or(
                 link_writer(conn.clone(), rx),
                 async { self.link_heartbeat(&tx, &last_heard).await }.or(async {
@@ -572,7 +576,7 @@ impl Mesh {
                 "msgc peer {peer}: link down ({})",
                 result.as_ref().err().map_or("closed", String::as_str)
             );
-            self.emit(Event::Down(peer.to_owned())).await;
+            self.emit(Event::Down(peer.to_owned(), generation)).await;
         }
         result
     }
@@ -580,6 +584,7 @@ impl Mesh {
     async fn link_reader(
         &self,
         peer: &str,
+        generation: u64,
         mut conn: Conn,
         pending: Vec<u8>,
         tx: &Sender<Frame>,
@@ -602,7 +607,10 @@ impl Mesh {
                             l.rtt = Some(rtt);
                         }
                     }
-                    Frame::Order(b) => self.emit(Event::Order(peer.to_owned(), b)).await,
+                    Frame::Order(b) => {
+                        self.emit(Event::Order(peer.to_owned(), generation, b))
+                            .await
+                    }
                 }
             }
             let n = conn.read(&mut buf).await.map_err(|e| e.to_string())?;

@@ -9,6 +9,7 @@ pub mod outbound;
 pub mod router;
 mod session;
 pub mod status;
+pub mod stream;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};

@@ -4,7 +4,7 @@
 //! local subscribers (in the total order), confirmations (the PONGs of
 //! `PING`s waiting for them) and refusals.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,21 +16,30 @@ use serde::{Deserialize, Serialize};
 use smol::Timer;
 
 use super::Bus;
-use super::groups::{Event as GroupEvent, Kind, parse_queue_key};
 use super::router::Message;
-use crate::client::proto::private_name;
+use super::stream::{Effect, Stream};
 use crate::config::Settings;
 use crate::mesh::frame::Frame;
 use crate::mesh::{self, Mesh, order_codec};
-use crate::order::{self, Action, Config, Core, CoreStatus, Entry, Mode, NodeId};
+use crate::order::{self, Action, Config, Core, CoreStatus, Mode, NodeId};
 
-/// Replicated queue memberships' group names start so (`groups::queue_key`).
-const QUEUE_PREFIX: &str = "$Q ";
-
-/// Where `$MSGC.VIEW` events are published.
-pub const VIEW_SUBJECT: &str = "$MSGC.VIEW";
+pub use super::stream::{VIEW_SUBJECT, ViewEvent};
 /// Core ticks per `keepalive_interval`.
-const TICKS_PER_KEEPALIVE: u32 = 4;
+/// The ordering core's clock ticks at least this often, whatever the
+/// keepalive, so its short waits (late DoViewChanges, a re-formation's
+/// pause for missing peers) stay short; its timeouts are counted in
+/// keepalives all the same.
+const MAX_TICK: Duration = Duration::from_millis(100);
+
+/// The core's tick and how many make a keepalive interval: at least 4, more
+/// when the interval is longer than 4 × [`MAX_TICK`].
+pub fn tick_plan(keepalive: Duration) -> (Duration, u32) {
+    let per = keepalive
+        .as_nanos()
+        .div_ceil(MAX_TICK.as_nanos().max(1))
+        .clamp(4, 10_000) as u32;
+    ((keepalive / per).max(Duration::from_millis(5)), per)
+}
 /// Inputs waiting for the ordering task at most, in number and in payload
 /// bytes; past either, publishers wait (their sockets are not read).
 const INPUT_QUEUE: usize = 65_536;
@@ -67,6 +76,18 @@ pub enum Input {
 pub struct OrderStatus {
     /// `normal`, `view-change` or `recovering`.
     pub mode: String,
+    /// The epoch of the history this node holds (0: none yet).
+    #[serde(default)]
+    pub epoch: u64,
+    #[serde(default)]
+    pub epoch_tag: u64,
+    /// Voted to leave the current view: its leader (or, for a leader, a
+    /// majority) is silent. Publishes are refused meanwhile.
+    #[serde(default)]
+    pub suspecting: bool,
+    /// False for a restarted node that has not taken any history yet.
+    #[serde(default)]
+    pub holds_state: bool,
     pub vr_view: u64,
     pub leader: Option<String>,
     /// The membership view (`$MSGC.VIEW` id) and its members.
@@ -197,12 +218,12 @@ pub fn start(
         .unwrap_or(0);
     let c = &settings.server.common;
     let mut cfg = Config::new(me, names.clone(), incarnation);
-    cfg.suspect_after_ticks = 2 * TICKS_PER_KEEPALIVE;
+    let (tick, per_keepalive) = tick_plan(c.keepalive_interval);
+    cfg.suspect_after_ticks = 2 * per_keepalive;
     // Momentum's `max_backlog` counts messages queued to one connection; a
     // member's lag is counted in ops, and a single round appends up to
     // `ROUND` of them, so the bound is scaled to stay well above one round.
     cfg.max_backlog = c.max_backlog.max(1).saturating_mul(LAG_PER_BACKLOG);
-    let tick = (c.keepalive_interval / TICKS_PER_KEEPALIVE).max(Duration::from_millis(5));
     // Unbounded as a channel; `submit` bounds publishes in count and bytes.
     let (tx, rx) = async_channel::unbounded();
     let ordered = Arc::new(Ordered {
@@ -215,16 +236,17 @@ pub fn start(
     let driver = Driver {
         bus,
         mesh,
+        stream: Stream::new(me, names.clone()),
+        links: BTreeMap::new(),
         names,
-        me,
         core: Core::new(cfg),
         incarnation,
-        groups: BTreeMap::new(),
         ordered: ordered.clone(),
         last: None,
         in_flight: 0,
     };
-    ex.spawn(driver.run(rx, events, tick)).detach();
+    ex.spawn(driver.run(rx, events, tick, per_keepalive))
+        .detach();
     ordered
 }
 
@@ -232,15 +254,16 @@ struct Driver {
     bus: Arc<Bus>,
     mesh: Arc<Mesh>,
     names: Vec<String>,
-    me: NodeId,
     core: Core,
     /// This process's incarnation: every ordering message carries it.
     incarnation: u64,
-    /// Group members as the delivered stream says, for the events' member lists.
-    groups: BTreeMap<String, BTreeSet<String>>,
+    /// What the delivered stream means for local clients.
+    stream: Stream,
+    /// The current link generation of each peer whose link is up.
+    links: BTreeMap<String, u64>,
     ordered: Arc<Ordered>,
-    /// Mode, leader and delivering as last logged.
-    last: Option<(Mode, Option<NodeId>, bool)>,
+    /// Mode, leader, delivering, suspecting and epoch as last logged.
+    last: Option<(Mode, Option<NodeId>, bool, bool, order::Epoch)>,
     /// Own proposals uncommitted, as of the last round.
     in_flight: usize,
 }
@@ -253,7 +276,13 @@ enum Wake {
 }
 
 impl Driver {
-    async fn run(mut self, inputs: Receiver<Input>, events: Receiver<mesh::Event>, tick: Duration) {
+    async fn run(
+        mut self,
+        inputs: Receiver<Input>,
+        events: Receiver<mesh::Event>,
+        tick: Duration,
+        per_keepalive: u32,
+    ) {
         let mut next_tick = Timer::interval(tick);
         let mut last_tick = Instant::now();
         loop {
@@ -286,7 +315,7 @@ impl Driver {
                         // for the gap, and past a keepalive interval the
                         // core restarts its silence clocks first.
                         next_tick.set_interval(tick);
-                        if gap >= tick * TICKS_PER_KEEPALIVE {
+                        if gap >= tick * per_keepalive {
                             log::info!(
                                 "msgc order: tick {gap:?} late (process stopped or starved); peers' silence clocks restarted"
                             );
@@ -356,20 +385,29 @@ impl Driver {
         }
     }
 
+    /// A mesh event, through the generation filter: only the peer's current
+    /// link speaks for it.
     fn mesh_event(&mut self, e: mesh::Event) {
         match e {
-            mesh::Event::Up(p) => {
+            mesh::Event::Up(p, generation) => {
                 if let Some(id) = self.node_id(&p) {
+                    self.links.insert(p, generation);
                     self.core.peer_up(id);
                 }
             }
-            mesh::Event::Down(p) => {
-                if let Some(id) = self.node_id(&p) {
+            mesh::Event::Down(p, generation) => {
+                if let Some(id) = self.node_id(&p)
+                    && self.links.get(&p) == Some(&generation)
+                {
+                    self.links.remove(&p);
                     self.core.peer_down(id);
                 }
             }
-            mesh::Event::Order(p, body) => {
+            mesh::Event::Order(p, generation, body) => {
                 let Some(id) = self.node_id(&p) else { return };
+                if self.links.get(&p) != Some(&generation) {
+                    return;
+                }
                 match order_codec::decode(&body) {
                     Ok((inc, m)) => self.core.on_message(id, inc, m),
                     Err(e) => log::warn!("msgc peer {p}: {e}; ignored"),
@@ -393,86 +431,11 @@ impl Driver {
                     let peer = self.name(to);
                     self.mesh.send(&peer, Frame::Order(body));
                 }
-                Action::Deliver(d) => match &d.entry {
-                    Entry::Publish(p) => {
-                        let origin = self.name(p.id.origin);
-                        let sender = private_name(p.client, &origin);
-                        // Replies to another node's request go to it directly.
-                        if p.id.origin != self.me
-                            && let Some(reply) = p.reply.as_deref()
-                        {
-                            bus.learn_reply_route(reply, &origin);
-                        }
-                        // Echo suppression and no-responders concern local publishers only.
-                        let from = if p.id.origin == self.me { p.client } else { 0 };
-                        let me = self.name(self.me);
-                        // One node delivers each message per queue group;
-                        // while no member is ordered yet, the publisher's.
-                        let mut allow = |queue: &str| {
-                            self.queue_node(queue, &p.subject, &origin, d.op)
-                                .unwrap_or_else(|| origin.clone())
-                                == me
-                        };
-                        router.publish_filtered(
-                            from,
-                            &Message {
-                                subject: &p.subject,
-                                reply: p.reply.as_deref(),
-                                headers: p.headers.as_deref(),
-                                payload: &p.payload,
-                                sender: &sender,
-                            },
-                            &mut allow,
-                        );
+                Action::Deliver(d) => {
+                    for fx in self.stream.deliver(&d, self.core.state()) {
+                        self.perform_effect(&bus, &mut router, fx);
                     }
-                    Entry::Join(g) | Entry::Leave(g) => {
-                        let join = matches!(d.entry, Entry::Join(_));
-                        if let Some(ev) = self.group_change(join, &g.member, &g.group) {
-                            router.publish_group_event(&ev);
-                        }
-                    }
-                    Entry::View(v) => {
-                        for (member, group) in &d.implied_leaves {
-                            if let Some(ev) = self.group_change(false, member, group) {
-                                router.publish_group_event(&ev);
-                            }
-                        }
-                        if v.joined.contains(&self.me) {
-                            // We start delivering here: take the groups as the
-                            // replicated state has them.
-                            self.groups = self
-                                .core
-                                .state()
-                                .groups
-                                .iter()
-                                .map(|(g, m)| (g.clone(), m.keys().cloned().collect()))
-                                .collect();
-                        }
-                        let names =
-                            |ids: &[NodeId]| ids.iter().map(|&i| self.name(i)).collect::<Vec<_>>();
-                        let ev = ViewEvent {
-                            view: v.id,
-                            members: names(&v.members),
-                            joined: names(&v.joined),
-                            left: names(&v.left),
-                        };
-                        let mut change = Vec::new();
-                        if !ev.joined.is_empty() {
-                            change.push(format!("joined {}", ev.joined.join(" ")));
-                        }
-                        if !ev.left.is_empty() {
-                            change.push(format!("left {}", ev.left.join(" ")));
-                        }
-                        log::info!(
-                            "msgc view {}: members {} ({})",
-                            ev.view,
-                            ev.members.join(" "),
-                            change.join(", ")
-                        );
-                        let json = serde_json::to_vec(&ev).unwrap_or_default();
-                        router.publish_system(VIEW_SUBJECT, &json);
-                    }
-                },
+                }
                 Action::Confirm { client, seq } => {
                     if let Some(c) = router.client(client) {
                         c.confirm(seq);
@@ -495,80 +458,82 @@ impl Driver {
         self.publish_status();
     }
 
-    /// The node that delivers the message at `op` on `subject` to queue group
-    /// `queue`: the publisher's node when it has a member, else one of the
-    /// nodes with members, chosen from the op number — the same answer on
-    /// every node, from the same ordered membership. `None` while no member
-    /// is known cluster-wide.
-    fn queue_node(&self, queue: &str, subject: &str, origin: &str, op: u64) -> Option<String> {
-        let mut nodes: BTreeSet<&str> = BTreeSet::new();
-        let queues = self
-            .groups
-            .range::<str, _>((
-                std::ops::Bound::Included(QUEUE_PREFIX),
-                std::ops::Bound::Unbounded,
-            ))
-            .take_while(|(g, _)| g.starts_with(QUEUE_PREFIX));
-        for (g, members) in queues {
-            if let Some((q, pattern)) = parse_queue_key(g)
-                && q == queue
-                && crate::subject::pattern_matches(pattern, subject)
-            {
-                // A member's private name ends in its node: `#<id>#<node>`.
-                nodes.extend(members.iter().filter_map(|m| m.rsplit('#').next()));
+    fn perform_effect(&self, bus: &Bus, router: &mut super::router::Router, fx: Effect) {
+        match fx {
+            Effect::Message {
+                op,
+                publish: p,
+                sender,
+                local_client,
+                reply_route,
+            } => {
+                // Replies to another node's request go to it directly.
+                if let Some((reply, node)) = &reply_route {
+                    bus.learn_reply_route(reply, node);
+                }
+                let origin = self.stream.name(p.id.origin);
+                let stream = &self.stream;
+                // One node delivers each message per queue group.
+                let mut allow = |queue: &str| stream.delivers(queue, &p.subject, &origin, op);
+                router.publish_filtered(
+                    // Echo suppression and no-responders concern local publishers only.
+                    local_client,
+                    &Message {
+                        subject: &p.subject,
+                        reply: p.reply.as_deref(),
+                        headers: p.headers.as_deref(),
+                        payload: &p.payload,
+                        sender: &sender,
+                    },
+                    &mut allow,
+                );
+            }
+            Effect::Group(ev) => router.publish_group_event(&ev),
+            Effect::View(ev) => {
+                let mut change = Vec::new();
+                if !ev.joined.is_empty() {
+                    change.push(format!("joined {}", ev.joined.join(" ")));
+                }
+                if !ev.left.is_empty() {
+                    change.push(format!("left {}", ev.left.join(" ")));
+                }
+                let line = format!(
+                    "msgc view {} (epoch {}): members {} ({})",
+                    ev.view,
+                    ev.epoch,
+                    ev.members.join(" "),
+                    change.join(", ")
+                );
+                if ev.lost {
+                    log::warn!(
+                        "{line}; messages confirmed before it may be missing (the cluster re-formed from incomplete state, or this node took another history)"
+                    );
+                } else {
+                    log::info!("{line}");
+                }
+                let json = serde_json::to_vec(&ev).unwrap_or_default();
+                router.publish_system(VIEW_SUBJECT, &json);
             }
         }
-        if nodes.contains(origin) {
-            return Some(origin.to_owned());
-        }
-        let n = nodes.len() as u64;
-        (n > 0).then(|| {
-            let spread = queue
-                .bytes()
-                .fold(op, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-            nodes
-                .iter()
-                .nth((spread % n) as usize)
-                .map(|s| (*s).to_owned())
-                .unwrap_or_default()
-        })
-    }
-
-    /// Applies a delivered join or leave to the member lists; the event to
-    /// publish when it changed something (queue memberships make none).
-    fn group_change(&mut self, join: bool, member: &str, group: &str) -> Option<GroupEvent> {
-        let members = self.groups.entry(group.to_owned()).or_default();
-        let changed = if join {
-            members.insert(member.to_owned())
-        } else {
-            members.remove(member)
-        };
-        let list: Vec<String> = members.iter().cloned().collect();
-        if members.is_empty() {
-            self.groups.remove(group);
-        }
-        if parse_queue_key(group).is_some() {
-            return None;
-        }
-        changed.then(|| GroupEvent {
-            event: if join { Kind::Join } else { Kind::Leave },
-            member: member.to_owned(),
-            group: group.to_owned(),
-            members: list,
-        })
     }
 
     fn publish_status(&mut self) {
         let s: CoreStatus = self.core.status();
         self.in_flight = s.pending;
         // Say when this node's part in the order changes, and why it matters.
-        let now = (s.mode, s.leader, s.delivering);
+        let now = (s.mode, s.leader, s.delivering, s.suspecting, s.epoch);
         if self.last != Some(now) {
             let leader = s.leader.map_or_else(|| "none".to_owned(), |l| self.name(l));
             match s.mode {
-                Mode::Normal => log::info!(
-                    "msgc order: normal in VR view {}, leader {leader}, {}",
+                Mode::Normal if s.suspecting => log::warn!(
+                    "msgc order: VR view {} (epoch {}) looks dead (its leader, or for the leader a majority, is silent); voting for the next; publishes are refused until a majority agrees",
                     s.vr_view,
+                    s.epoch.n
+                ),
+                Mode::Normal => log::info!(
+                    "msgc order: normal in VR view {} (epoch {}), leader {leader}, {}",
+                    s.vr_view,
+                    s.epoch.n,
                     if s.delivering {
                         "delivering"
                     } else {
@@ -576,11 +541,12 @@ impl Driver {
                     }
                 ),
                 Mode::ViewChange => log::warn!(
-                    "msgc order: electing a leader (VR view {}); publishes are refused until a majority agrees",
-                    s.vr_view
+                    "msgc order: changing to VR view {} (leader {}); publishes are refused until it forms",
+                    s.vr_view,
+                    self.name(self.core.leader_of(s.vr_view))
                 ),
                 Mode::Recovering => log::info!(
-                    "msgc order: recovering state from the peers; publishes are refused until done"
+                    "msgc order: recovering state from the peers (or, if none answers as a live view, forming one with them); publishes are refused until done"
                 ),
             }
             self.last = Some(now);
@@ -592,6 +558,10 @@ impl Driver {
                 Mode::Recovering => "recovering",
             }
             .to_owned(),
+            epoch: s.epoch.n,
+            epoch_tag: if s.holds_state { s.epoch.id() } else { 0 },
+            suspecting: s.suspecting,
+            holds_state: s.holds_state,
             vr_view: s.vr_view,
             leader: s.leader.map(|l| self.name(l)),
             view_id: s.view_id,
@@ -613,12 +583,3 @@ impl Driver {
 
 /// The refusal a publish gets outside a primary component.
 pub const NO_QUORUM: &[u8] = b"-ERR 'msgc: no quorum'\r\n";
-
-/// A `$MSGC.VIEW` event.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ViewEvent {
-    pub view: u64,
-    pub members: Vec<String>,
-    pub joined: Vec<String>,
-    pub left: Vec<String>,
-}

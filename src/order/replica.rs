@@ -206,7 +206,8 @@ impl Core {
         self.n - self.majority() + 1
     }
 
-    pub(super) fn leader_of(&self, view: u64) -> NodeId {
+    /// The leader of VR view `view`.
+    pub fn leader_of(&self, view: u64) -> NodeId {
         (view % self.n as u64) as NodeId
     }
 
