@@ -432,7 +432,7 @@ impl Driver {
                     self.mesh.send(&peer, Frame::Order(body));
                 }
                 Action::Deliver(d) => {
-                    for fx in self.stream.deliver(&d, self.core.state()) {
+                    for fx in self.stream.deliver(&d) {
                         self.perform_effect(&bus, &mut router, fx);
                     }
                 }

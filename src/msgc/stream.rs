@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::groups::{Event as GroupEvent, Kind, parse_queue_key};
 use crate::client::proto::private_name;
-use crate::order::{Delivered, Entry, NodeId, Publish, State};
+use crate::order::{Delivered, Entry, NodeId, Publish};
 
 /// Where `$MSGC.VIEW` events are published.
 pub const VIEW_SUBJECT: &str = "$MSGC.VIEW";
@@ -89,10 +89,8 @@ impl Stream {
             .unwrap_or_else(|| format!("#{id}"))
     }
 
-    /// The effects of one delivered entry; `state` is the core's replicated
-    /// state (read when this node starts delivering, to take the groups as
-    /// they are then).
-    pub fn deliver(&mut self, d: &Delivered, state: &State) -> Vec<Effect> {
+    /// The effects of one delivered entry.
+    pub fn deliver(&mut self, d: &Delivered) -> Vec<Effect> {
         match &d.entry {
             Entry::Publish(p) => {
                 if d.repeat {
@@ -113,21 +111,40 @@ impl Stream {
                 }]
             }
             Entry::Join(g) | Entry::Leave(g) => {
-                let join = matches!(d.entry, Entry::Join(_));
-                let ev = self.group_change(join, &g.member, &g.group);
-                if d.repeat {
+                // The member lists follow the replicated state exactly (a
+                // join from a node outside the view, or of a member already
+                // in, changes nothing).
+                let Some(change) = &d.group else {
+                    return Vec::new();
+                };
+                if change.members.is_empty() {
+                    self.groups.remove(&g.group);
+                } else {
+                    self.groups
+                        .insert(g.group.clone(), change.members.iter().cloned().collect());
+                }
+                if d.repeat || !change.changed || parse_queue_key(&g.group).is_some() {
                     return Vec::new();
                 }
-                ev.map(Effect::Group).into_iter().collect()
+                vec![Effect::Group(GroupEvent {
+                    event: if matches!(d.entry, Entry::Join(_)) {
+                        Kind::Join
+                    } else {
+                        Kind::Leave
+                    },
+                    member: g.member.clone(),
+                    group: g.group.clone(),
+                    members: change.members.clone(),
+                })]
             }
             Entry::View(v) => {
                 let mut out = Vec::new();
                 for (member, group) in &d.implied_leaves {
-                    if let Some(ev) = self.group_change(false, member, group) {
+                    if let Some(ev) = self.implied_leave(member, group) {
                         out.push(Effect::Group(ev));
                     }
                 }
-                if v.joined.contains(&self.me) {
+                if let Some(state) = &d.admitted {
                     // We start delivering here: take the groups as the
                     // replicated state has them.
                     self.groups = state
@@ -192,24 +209,17 @@ impl Stream {
         (n > 0).then(|| nodes.iter().nth((spread % n.max(1)) as usize).copied())?
     }
 
-    /// Applies a delivered join or leave to the member lists; the event to
-    /// publish when it changed something (queue memberships make none).
-    fn group_change(&mut self, join: bool, member: &str, group: &str) -> Option<GroupEvent> {
-        let members = self.groups.entry(group.to_owned()).or_default();
-        let changed = if join {
-            members.insert(member.to_owned())
-        } else {
-            members.remove(member)
-        };
+    /// A member removed because its node left the view: the event to
+    /// publish (queue memberships make none).
+    fn implied_leave(&mut self, member: &str, group: &str) -> Option<GroupEvent> {
+        let members = self.groups.get_mut(group)?;
+        let changed = members.remove(member);
         let list: Vec<String> = members.iter().cloned().collect();
         if members.is_empty() {
             self.groups.remove(group);
         }
-        if parse_queue_key(group).is_some() {
-            return None;
-        }
-        changed.then(|| GroupEvent {
-            event: if join { Kind::Join } else { Kind::Leave },
+        (changed && parse_queue_key(group).is_none()).then(|| GroupEvent {
+            event: Kind::Leave,
             member: member.to_owned(),
             group: group.to_owned(),
             members: list,
@@ -221,7 +231,7 @@ impl Stream {
 mod tests {
     use super::*;
     use crate::msgc::groups::queue_key;
-    use crate::order::{Epoch, GroupOp, ProposalId, ViewInfo};
+    use crate::order::{Epoch, GroupChange, GroupOp, ProposalId, ViewInfo};
 
     fn names() -> Vec<String> {
         vec!["n1".into(), "n2".into(), "n3".into()]
@@ -233,9 +243,21 @@ mod tests {
             epoch: Epoch::default(),
             entry,
             implied_leaves: Vec::new(),
+            group: None,
             lost: false,
             repeat: false,
+            admitted: None,
         }
+    }
+
+    /// A join as the core delivers it, with the members after it.
+    fn joined(op: u64, origin: NodeId, member: &str, group: &str, after: &[&str]) -> Delivered {
+        let mut d = delivered(op, join(origin, member, group));
+        d.group = Some(GroupChange {
+            changed: true,
+            members: after.iter().map(|m| m.to_string()).collect(),
+        });
+        d
     }
 
     fn join(origin: NodeId, member: &str, group: &str) -> Entry {
@@ -256,8 +278,8 @@ mod tests {
         let mut streams: Vec<Stream> = (0..3).map(|i| Stream::new(i, names())).collect();
         let q = queue_key("workers", "jobs.*");
         for s in &mut streams {
-            s.deliver(&delivered(1, join(1, "#5#n2", &q)), &State::default());
-            s.deliver(&delivered(2, join(2, "#6#n3", &q)), &State::default());
+            s.deliver(&joined(1, 1, "#5#n2", &q, &["#5#n2"]));
+            s.deliver(&joined(2, 2, "#6#n3", &q, &["#5#n2", "#6#n3"]));
         }
         for op in 3..40 {
             // Published on n1, which has no member: one of n2, n3, the same
@@ -289,13 +311,10 @@ mod tests {
     #[test]
     fn group_events_and_views() {
         let mut s = Stream::new(0, names());
-        let fx = s.deliver(&delivered(1, join(1, "#5#n2", "g")), &State::default());
+        let fx = s.deliver(&joined(1, 1, "#5#n2", "g", &["#5#n2"]));
         assert!(matches!(&fx[..], [Effect::Group(e)] if e.members == ["#5#n2"]));
         // Queue memberships make no event.
-        let fx = s.deliver(
-            &delivered(2, join(1, "#5#n2", &queue_key("q", "a"))),
-            &State::default(),
-        );
+        let fx = s.deliver(&joined(2, 1, "#5#n2", &queue_key("q", "a"), &["#5#n2"]));
         assert!(fx.is_empty());
         // A view that removes n2 leaves its members' groups (implied leaves).
         let mut d = delivered(
@@ -311,7 +330,7 @@ mod tests {
         );
         d.implied_leaves = vec![("#5#n2".into(), "g".into())];
         d.lost = true;
-        let fx = s.deliver(&d, &State::default());
+        let fx = s.deliver(&d);
         assert!(
             matches!(&fx[0], Effect::Group(e) if e.event == Kind::Leave && e.members.is_empty())
         );
@@ -331,11 +350,11 @@ mod tests {
     #[test]
     fn repeats_are_not_delivered_again() {
         let mut s = Stream::new(0, names());
-        let mut d = delivered(1, join(1, "#5#n2", "g"));
+        let mut d = joined(1, 1, "#5#n2", "g", &["#5#n2"]);
         d.repeat = true;
-        assert!(s.deliver(&d, &State::default()).is_empty());
+        assert!(s.deliver(&d).is_empty());
         // ... but the member lists still take it.
-        let fx = s.deliver(&delivered(2, join(2, "#6#n3", "g")), &State::default());
+        let fx = s.deliver(&joined(2, 2, "#6#n3", "g", &["#5#n2", "#6#n3"]));
         assert!(matches!(&fx[..], [Effect::Group(e)] if e.members.len() == 2));
     }
 }

@@ -41,7 +41,7 @@ pub use msg::{
     ViewInfo,
 };
 pub use replica::Core;
-pub use state::State;
+pub use state::{Applied, State};
 
 /// Index of a node in the configured peer list (same list on every node).
 pub type NodeId = u32;
@@ -138,6 +138,8 @@ pub struct Delivered {
     pub entry: Entry,
     /// For a View entry: (member, group) pairs removed because their node left.
     pub implied_leaves: Vec<(String, String)>,
+    /// For a Join or Leave: what it did to the replicated groups.
+    pub group: Option<GroupChange>,
     /// For a View entry: messages confirmed before it may be missing from
     /// this node's stream (a re-formation from incomplete state, or this
     /// node switched to another epoch's history).
@@ -146,6 +148,18 @@ pub struct Delivered {
     /// earlier one of a publisher they got a later one of): not delivered to
     /// them again.
     pub repeat: bool,
+    /// For the View entry that admits this node: the replicated state right
+    /// after it (its groups are where this node's clients start from).
+    pub admitted: Option<Box<State>>,
+}
+
+/// What a delivered Join or Leave did to its group, as the replicated state has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupChange {
+    /// Whether the group's members changed.
+    pub changed: bool,
+    /// The group's members after it, sorted.
+    pub members: Vec<String>,
 }
 
 /// Output of the core, in the order it must be performed.

@@ -17,7 +17,7 @@ use super::recovery::Recovering;
 use super::runs::Runs;
 use super::state::State;
 use super::view_change::{Changing, Want};
-use super::{Action, Config, CoreStatus, Delivered, Epoch, Mode, NodeId, Refusal};
+use super::{Action, Config, CoreStatus, Delivered, Epoch, GroupChange, Mode, NodeId, Refusal};
 
 /// The history this node holds.
 #[derive(Debug)]
@@ -712,7 +712,7 @@ impl Core {
                 let old = self.rep.state.epoch;
                 self.pass(old, op - 1);
             }
-            let implied_leaves = self.rep.state.apply(&e);
+            let applied = self.rep.state.apply(&e);
             let was = self.dl.delivering;
             let mut admitted = false;
             if let Entry::View(v) = &e {
@@ -766,13 +766,22 @@ impl Core {
                 if admitted {
                     self.dl.switched = false;
                 }
+                let group = match &e {
+                    Entry::Join(g) | Entry::Leave(g) => Some(GroupChange {
+                        changed: applied.changed,
+                        members: self.rep.state.group_members(&g.group),
+                    }),
+                    _ => None,
+                };
                 self.out.push_back(Action::Deliver(Delivered {
                     op,
                     epoch: self.rep.state.epoch,
                     entry: e.clone(),
-                    implied_leaves,
+                    implied_leaves: applied.implied_leaves,
+                    group,
                     lost,
                     repeat: seen_before,
+                    admitted: admitted.then(|| Box::new(self.rep.state.clone())),
                 }));
             }
             if let Some(id) = e.proposal()

@@ -6,6 +6,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::msg::Entry;
 use super::{Epoch, NodeId};
 
+/// What applying an entry changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// For a View: the (member, group) pairs it removed because their node
+    /// left the view (implied leaves).
+    pub implied_leaves: Vec<(String, String)>,
+    /// For a Join or Leave: whether the group's members changed (a join of a
+    /// member already in it, or from a node outside the view, does not).
+    pub changed: bool,
+}
+
 /// Ancestor epochs a history remembers.
 pub const ANCESTORS: usize = 64;
 
@@ -28,9 +39,8 @@ pub struct State {
 }
 
 impl State {
-    /// Applies one committed entry; returns the (member, group) pairs a View
-    /// entry removed because their node left the view (implied leaves).
-    pub fn apply(&mut self, e: &Entry) -> Vec<(String, String)> {
+    /// Applies one committed entry.
+    pub fn apply(&mut self, e: &Entry) -> Applied {
         if let Some(id) = e.proposal() {
             let newer = match self.dedup.get(&id.origin) {
                 None => true,
@@ -40,27 +50,28 @@ impl State {
                 self.dedup.insert(id.origin, (id.incarnation, id.pseq));
             }
         }
+        let mut out = Applied::default();
         match e {
-            Entry::Publish(_) => Vec::new(),
+            Entry::Publish(_) => {}
             Entry::Join(g) => {
                 // A node outside the view has no members: its late joins are
                 // dropped here and re-proposed by it when it is re-admitted.
                 if self.members.contains(&g.id.origin) {
-                    self.groups
+                    out.changed = self
+                        .groups
                         .entry(g.group.clone())
                         .or_default()
-                        .insert(g.member.clone(), g.id.origin);
+                        .insert(g.member.clone(), g.id.origin)
+                        .is_none();
                 }
-                Vec::new()
             }
             Entry::Leave(g) => {
                 if let Some(m) = self.groups.get_mut(&g.group) {
-                    m.remove(&g.member);
+                    out.changed = m.remove(&g.member).is_some();
                     if m.is_empty() {
                         self.groups.remove(&g.group);
                     }
                 }
-                Vec::new()
             }
             Entry::View(v) => {
                 if v.epoch != self.epoch && self.epoch != Epoch::default() {
@@ -83,9 +94,10 @@ impl State {
                     });
                 }
                 self.groups.retain(|_, ms| !ms.is_empty());
-                gone
+                out.implied_leaves = gone;
             }
         }
+        out
     }
 
     /// Whether `member` is in `group`.

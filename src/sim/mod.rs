@@ -30,6 +30,8 @@ use std::fmt::Write as _;
 
 use bytes::Bytes;
 
+use crate::msgc::groups::{Event as GroupEvent, queue_key};
+use crate::msgc::stream::{Effect, Stream};
 use crate::order::{Action, Config, Core, Entry, Epoch, Mode, NodeId, PeerMsg, check};
 pub use net::MeshParams;
 use net::{LinkEvent, Net, Procs};
@@ -339,7 +341,12 @@ struct Instance {
     /// Started before any client acted.
     initial: bool,
     delivered: Vec<Delivery>,
+    /// What its clients see (the driver's sans-IO half, `msgc::stream`).
+    stream: Stream,
 }
+
+/// Queue groups the simulated clients join (on `s.*`).
+const QUEUES: [&str; 2] = ["q0", "q1"];
 
 #[derive(Clone)]
 struct Delivery {
@@ -382,6 +389,11 @@ struct Sim {
     scripted_crash_done: bool,
     /// Crashes a scenario planned: (node, at, restart at).
     planned: Vec<(usize, u64, u64)>,
+    /// Per (epoch, op, queue): the node every instance says delivers the
+    /// message to that queue group (they must agree), and who said it first.
+    queue_nodes: BTreeMap<(Epoch, u64, &'static str), (Option<String>, usize)>,
+    /// Per (epoch, op): the group event instances published (they must agree).
+    group_events: BTreeMap<(Epoch, u64), (Vec<GroupEvent>, usize)>,
     /// Liveness tracking.
     linked_at: Option<u64>,
     whole_at: Option<u64>,
@@ -438,6 +450,8 @@ pub fn run(seed: u64, p: &SimParams) -> SimReport {
         touched: vec![false; n],
         scripted_crash_done: false,
         planned: Vec::new(),
+        queue_nodes: BTreeMap::new(),
+        group_events: BTreeMap::new(),
         linked_at: None,
         whole_at: None,
         last_start: 0,
@@ -548,10 +562,12 @@ impl Sim {
         cfg.max_batch = self.p.max_batch;
         let initial = self.now == 0;
         let inst = self.instances.len();
+        let names = (0..self.n).map(|k| format!("n{k}")).collect();
         self.instances.push(Instance {
             node: i,
             initial,
             delivered: Vec::new(),
+            stream: Stream::new(i as NodeId, names),
         });
         let pr = &mut self.procs[i];
         pr.core = Some(Core::new(cfg));
@@ -799,6 +815,7 @@ impl Sim {
                         let _ = v;
                     }
                     let inst = self.procs[i].inst;
+                    self.project(inst, &d);
                     self.instances[inst].delivered.push(Delivery {
                         op: d.op,
                         epoch: d.epoch,
@@ -833,6 +850,57 @@ impl Sim {
                         c.outstanding.remove(&seq);
                         Self::pong(c);
                     }
+                }
+            }
+        }
+    }
+
+    /// Runs the driver's projection of a delivery (`msgc::stream`) and checks
+    /// it against the other instances': the same node serves each message
+    /// to each queue group everywhere, and the same group events.
+    fn project(&mut self, inst: usize, d: &crate::order::Delivered) {
+        let effects = self.instances[inst].stream.deliver(d);
+        let mut groups = Vec::new();
+        for fx in effects {
+            match fx {
+                Effect::Message { publish: p, .. } => {
+                    let origin = format!("n{}", p.id.origin);
+                    for q in QUEUES {
+                        let who = self.instances[inst]
+                            .stream
+                            .queue_node(q, &p.subject, &origin, d.op)
+                            .map(str::to_owned);
+                        match self.queue_nodes.get(&(d.epoch, d.op, q)) {
+                            Some((other, k)) if *other != who => {
+                                let k = *k;
+                                self.fail(format!(
+                                    "queue placement: op {} of epoch {:?}, queue {q}: instance {inst} says {who:?}, instance {k} said {other:?}",
+                                    d.op, d.epoch
+                                ));
+                            }
+                            Some(_) => {}
+                            None => {
+                                self.queue_nodes.insert((d.epoch, d.op, q), (who, inst));
+                            }
+                        }
+                    }
+                }
+                Effect::Group(ev) => groups.push(ev),
+                Effect::View(_) => {}
+            }
+        }
+        if matches!(d.entry, Entry::Join(_) | Entry::Leave(_)) && !d.repeat {
+            match self.group_events.get(&(d.epoch, d.op)) {
+                Some((other, k)) if *other != groups => {
+                    let k = *k;
+                    self.fail(format!(
+                        "group events: op {} of epoch {:?}: instance {inst} publishes {groups:?}, instance {k} published {other:?}",
+                        d.op, d.epoch
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    self.group_events.insert((d.epoch, d.op), (groups, inst));
                 }
             }
         }
@@ -1164,7 +1232,10 @@ impl Sim {
                 Self::pong(c);
             }
         } else if roll < 95 {
-            let g = format!("g{}", self.rng.below(3));
+            let g = match self.rng.below(5) {
+                k @ 0..3 => format!("g{k}"),
+                k => queue_key(QUEUES[k as usize - 3], "s.*"),
+            };
             if let Some(c) = self.clients.get_mut(&id) {
                 c.groups.insert(g.clone());
             }
