@@ -144,17 +144,6 @@ fn strangers_and_impostors_are_refused_at_the_handshake() {
     assert_eq!(ok.line(), "PONG");
 }
 
-/// A private secret file with `content`, in its own temp dir.
-fn secret_file(content: &str) -> (tempfile::TempDir, String) {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("cluster.secret");
-    std::fs::write(&p, content).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let s = p.display().to_string();
-    (dir, s)
-}
-
 #[test]
 fn peers_with_the_cluster_secret_link_and_a_wrong_secret_is_refused() {
     let (_d1, good) = secret_file("the-cluster-secret-of-this-test\n");

@@ -463,3 +463,143 @@ fn a_queue_group_gets_each_message_once_cluster_wide() {
         "node1's messages stay on node1"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Never stuck: a majority up and linked orders, whatever came before.
+
+/// Publishes on `addr` and waits for the PONG: none of it refused.
+fn publish_confirmed(addr: std::net::SocketAddr, subject: &str, payloads: &[String]) {
+    let mut p = Nats::quiet(addr);
+    for m in payloads {
+        p.publish(subject, m.as_bytes());
+    }
+    let settled = p.sync();
+    assert!(
+        settled.iter().all(|op| !matches!(op, ServerOp::Err(_))),
+        "{settled:?}"
+    );
+}
+
+fn view_events(c: &mut Nats, until: impl Fn(&serde_json::Value) -> bool) -> Vec<serde_json::Value> {
+    let mut seen = Vec::new();
+    loop {
+        let v: serde_json::Value = serde_json::from_slice(&c.msg().payload).unwrap();
+        let done = until(&v);
+        seen.push(v);
+        if done {
+            return seen;
+        }
+    }
+}
+
+/// A cold start with one node of three absent (a dead disk, a wrong host):
+/// the other two form a view and order; the third joins when it comes.
+#[test]
+fn a_cold_start_with_a_node_absent_orders() {
+    let confs = cluster_confs(3, "");
+    let mut nodes = start(&confs, &[0, 2]);
+    wait_view(&mut nodes, "node1 node3");
+    let mut s3 = subscriber(node(&nodes, 2).msgc(), "ord.>");
+    let mut views = subscriber(node(&nodes, 2).msgc(), "$MSGC.VIEW");
+    let msgs: Vec<String> = (0..20).map(|k| format!("m{k}")).collect();
+    publish_confirmed(node(&nodes, 0).msgc(), "ord.a", &msgs);
+    assert_eq!(payloads(&mut s3, 20), msgs);
+    nodes[1] = Some(Node::start(&confs[1]));
+    wait_view(&mut nodes, "node1 node2 node3");
+    let seen = view_events(&mut views, |v| {
+        v["members"].as_array().is_some_and(|m| m.len() == 3)
+    });
+    // Still the first epoch: nothing was lost, nothing to say.
+    assert!(
+        seen.iter().all(|v| v["epoch"] == 1 && v["lost"] == false),
+        "{seen:?}"
+    );
+}
+
+/// A node with another cluster secret (every handshake with it refused)
+/// does not keep the other two from forming and ordering.
+#[test]
+fn a_node_with_a_wrong_secret_does_not_stop_the_others() {
+    let (_d1, good) = secret_file("the-cluster-secret-of-this-test\n");
+    let (_d2, bad) = secret_file("another-secret-entirely-000000\n");
+    let confs = cluster_confs(3, &format!("  secret_file = \"{good}\""));
+    let wrong = confs[2].replace(&good, &bad);
+    let mut nodes = start(&confs, &[0, 1]);
+    nodes[2] = Some(Node::start(&wrong));
+    if let Some(n3) = nodes[2].as_mut() {
+        n3.wait_for_log("authentication failed");
+    }
+    for n in nodes[..2].iter_mut().flatten() {
+        n.wait_for_log("members node1 node2 (");
+    }
+    let mut s2 = subscriber(node(&nodes, 1).msgc(), "ord.>");
+    let msgs: Vec<String> = (0..20).map(|k| format!("m{k}")).collect();
+    publish_confirmed(node(&nodes, 0).msgc(), "ord.a", &msgs);
+    assert_eq!(payloads(&mut s2, 20), msgs);
+}
+
+/// Two of three killed with -9 and restarted together: more nodes lost
+/// their state than the order tolerates, yet the three order again, in a
+/// new epoch whose view says messages confirmed before may be missing.
+#[test]
+fn two_of_three_killed_and_restarted_together_order_again() {
+    let confs = cluster_confs(3, "");
+    let mut nodes = start(&confs, &[0, 1, 2]);
+    wait_view(&mut nodes, "node1 node2 node3");
+    let mut views = subscriber(node(&nodes, 2).msgc(), "$MSGC.VIEW");
+    let mut s3 = subscriber(node(&nodes, 2).msgc(), "ord.>");
+    let before: Vec<String> = (0..20).map(|k| format!("b{k}")).collect();
+    publish_confirmed(node(&nodes, 0).msgc(), "ord.a", &before);
+    assert_eq!(payloads(&mut s3, 20), before);
+    for i in [0, 1] {
+        if let Some(mut n) = nodes[i].take() {
+            n.child.kill().unwrap();
+            n.wait_exit();
+        }
+    }
+    for i in [0, 1] {
+        nodes[i] = Some(Node::start(&confs[i]));
+    }
+    wait_view(&mut nodes, "node1 node2 node3");
+    let after: Vec<String> = (0..20).map(|k| format!("a{k}")).collect();
+    publish_confirmed(node(&nodes, 0).msgc(), "ord.a", &after);
+    assert_eq!(payloads(&mut s3, 20), after);
+    let seen = view_events(&mut views, |v| {
+        v["lost"] == true && v["members"].as_array().is_some_and(|m| m.len() >= 2)
+    });
+    let last = seen.last().unwrap();
+    assert!(last["epoch"].as_u64().unwrap() >= 2, "{seen:?}");
+}
+
+/// Nodes started one right after the other, in any order, with the default
+/// `reconnect_interval` (5 s): a dial refused because the peer was not
+/// listening yet is retried at once, so the cluster forms and orders
+/// promptly (the simulator bounds it: `start-in-any-order`). Prints the
+/// time from the last node listening to one view of all.
+#[test]
+fn a_cluster_started_in_any_order_forms_and_orders() {
+    let mut rng = Rng(0x0ede_5eed);
+    for n in [3, 5] {
+        let confs = cluster_confs(n, "  reconnect_interval = 5");
+        let mut order: Vec<usize> = (0..n).collect();
+        for k in (1..n).rev() {
+            order.swap(k, rng.range(0, k + 1));
+        }
+        let mut nodes: Vec<Option<Node>> = (0..n).map(|_| None).collect();
+        for &i in &order {
+            nodes[i] = Some(Node::start(&confs[i]));
+        }
+        let t = std::time::Instant::now();
+        let all: Vec<String> = (1..=n).map(|i| format!("node{i}")).collect();
+        wait_view(&mut nodes, &all.join(" "));
+        eprintln!(
+            "{n} nodes started in order {:?}: one view of all {:?} after the last was listening",
+            order.iter().map(|i| i + 1).collect::<Vec<_>>(),
+            t.elapsed()
+        );
+        let mut sub = subscriber(node(&nodes, order[0]).msgc(), "ord.>");
+        let msgs: Vec<String> = (0..10).map(|k| format!("m{k}")).collect();
+        publish_confirmed(node(&nodes, order[n - 1]).msgc(), "ord.a", &msgs);
+        assert_eq!(payloads(&mut sub, 10), msgs);
+    }
+}

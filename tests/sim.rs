@@ -24,6 +24,12 @@ fn seeds() -> u64 {
 fn mix(name: &str) -> Faults {
     match name {
         "classic" => Faults::classic(),
+        "partitions" => Faults {
+            partitions: true,
+            cuts: true,
+            one_way: true,
+            ..Faults::default()
+        },
         "pauses" => Faults::pauses_only(),
         _ => Faults::all(),
     }
@@ -253,4 +259,37 @@ fn no_faults_everything_commits_everywhere() {
             assert_eq!(r.confirmed, r.published, "seed {seed} n {n}");
         }
     }
+}
+
+/// Partitions, cut links and one-way loss only, once the cluster formed:
+/// every node keeps the state it has, so no view may say `lost` and the
+/// cluster never re-forms in a new epoch.
+#[test]
+fn partitions_lose_nothing() {
+    let faults = Faults {
+        partitions: true,
+        cuts: true,
+        one_way: true,
+        ..Faults::default()
+    };
+    let total = (seeds() / 10).max(20);
+    let start = Instant::now();
+    let mut sum = Sum::default();
+    for k in 0..total {
+        let n = if k % 2 == 0 { 3 } else { 5 };
+        let seed = (4 << 40) + k;
+        let p = SimParams {
+            faults_from_ms: 300,
+            ..SimParams::with_faults(n, faults)
+        };
+        let mut r = run(seed, &p);
+        if r.violation.is_none() && (r.lost_views > 0 || r.epochs > 1) {
+            r.violation = Some(format!(
+                "no node lost its state, yet {} views said lost ({} epochs)",
+                r.lost_views, r.epochs
+            ));
+        }
+        sum.add(seed, &p, r);
+    }
+    sum.verdict("partitions", start.elapsed().as_secs_f64());
 }

@@ -83,8 +83,14 @@ impl Core {
         self.enter_normal(view, leader_inc);
         let op = self.rep.log.op();
         let mut l = Leading::new(self.n, self.now, op);
+        // Participants take this log: none is behind its start (one that
+        // brought no state jumps there), whatever it had applied.
+        let floor = self.rep.log.start() - 1;
+        for &p in participants {
+            l.acked_applied[p as usize] = floor;
+        }
         for (&p, &a) in acked {
-            l.acked_applied[p as usize] = a;
+            l.acked_applied[p as usize] = a.max(floor);
         }
         l.trunc = self.rep.log.start() - 1;
         l.appended = self.rep.state.dedup.clone();
@@ -509,16 +515,17 @@ impl Core {
         if self.rep.commit.saturating_sub(applied) > self.cfg.max_backlog / 2 {
             return;
         }
-        let from_op = (stopped + 1).max(self.rep.log.start());
-        for op in from_op..=self.rep.log.op() {
-            if let Some(Entry::View(v)) = self.rep.log.get(op)
-                && v.joined.contains(&from)
-                && v.members.contains(&from)
-            {
-                return;
-            }
-        }
+        // Already admitted: a member of the latest view, by a View after the
+        // point where it stopped delivering.
         let (_, mut members) = self.rep.latest_view();
+        let from_op = (stopped + 1).max(self.rep.log.start());
+        let admitted = (from_op..=self.rep.log.op()).any(|op| {
+            matches!(self.rep.log.get(op), Some(Entry::View(v))
+                if v.joined.contains(&from) && v.members.contains(&from))
+        });
+        if admitted && members.contains(&from) {
+            return;
+        }
         members.insert(from);
         self.append_view(members, vec![from], Vec::new(), None);
     }

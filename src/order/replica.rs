@@ -608,10 +608,12 @@ impl Core {
                 self.rep.left.pop_first();
             }
         }
+        // The same history as ours at our applied point: its epoch there is
+        // ours (or, when the image starts past that point, its base is of
+        // our epoch — what we applied is committed there, and committed
+        // prefixes agree within an epoch).
         let same = !self.rep.blank
-            && img
-                .epoch_at(self.rep.applied)
-                .is_some_and(|e| e == self.rep.state.epoch);
+            && img.epoch_at(self.rep.applied).unwrap_or(img.base.epoch) == self.rep.state.epoch;
         if !same {
             if self.dl.delivering {
                 self.dl.switched = true;

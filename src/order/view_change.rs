@@ -290,8 +290,8 @@ impl Core {
             return;
         }
         let (now, s, n, me) = (self.now, self.suspect(), self.n, self.me);
-        let witnesses = self.witnesses();
         let majority = self.majority();
+        let witnesses = self.witnesses();
         let Role::ViewChange(c) = &mut self.role else {
             return;
         };
@@ -464,9 +464,10 @@ impl Core {
 
 /// The history a view change continues, and whether it is proven complete:
 /// the best state of an epoch held by at least `witnesses` participants
-/// (every majority that committed anything in it meets one of them) if
-/// there is one — so one stale node with another history never outweighs
-/// the history a majority holds — else the most advanced state held, by
+/// (n minus a majority, plus one: every majority that committed anything
+/// in it meets one of them, so the best log has it — VR's argument) if
+/// there is one, so one stale node with another history never outweighs
+/// the history a majority holds; else the most advanced state held, by
 /// (epoch, last normal view, op).
 fn best_state(
     dvc: &BTreeMap<NodeId, (u64, Option<DvcState>)>,

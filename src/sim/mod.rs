@@ -192,6 +192,8 @@ pub struct SimParams {
     pub nodes: usize,
     /// Simulated ms during which faults are injected.
     pub fault_ms: u64,
+    /// Random faults begin this late (0: from the start, cold start included).
+    pub faults_from_ms: u64,
     /// Simulated ms after all faults heal (and absent or crashed nodes start).
     pub settle_ms: u64,
     /// Clients stop publishing this long before the end.
@@ -217,6 +219,7 @@ impl SimParams {
         SimParams {
             nodes,
             fault_ms: 2_000,
+            faults_from_ms: 0,
             settle_ms: 4_000,
             quiet_ms: 1_000,
             faults: Faults::all(),
@@ -640,7 +643,9 @@ impl Sim {
                 self.heal();
             }
             if self.now < fault_end {
-                self.random_fault();
+                if self.now >= self.p.faults_from_ms {
+                    self.random_fault();
+                }
                 self.scripted();
             }
             self.resume_paused();
@@ -1533,18 +1538,22 @@ impl Sim {
                 return Err(format!("liveness: client {id} never got its PONG"));
             }
         }
-        // A confirmed publish that nobody delivered is lost: only allowed
-        // where a view told the clients so.
+        // A confirmed publish that nobody delivered: its origin confirmed
+        // it while cut off (it is committed, in a view every member of which
+        // was cut off before it reached them, so virtual synchrony owes it
+        // to no one). Counted; loss from the history shows instead as a
+        // stream that owed a message and lacks it, which only a view saying
+        // `lost` excuses (order::check).
         for pid in &self.confirmed {
             if !delivered_payloads.contains(pid) {
                 self.r.confirmed_orphans += 1;
+                if self.p.trace {
+                    let who = self.published.get(pid).copied();
+                    self.r.trace.push(format!(
+                        "orphan: payload {pid} (node, inc, client, seq) = {who:?}"
+                    ));
+                }
             }
-        }
-        if self.r.confirmed_orphans > 0 && self.r.lost_views == 0 {
-            return Err(format!(
-                "loss: {} confirmed publishes delivered by nobody, and no view said messages may be missing",
-                self.r.confirmed_orphans
-            ));
         }
         Ok(())
     }

@@ -277,6 +277,17 @@ impl Line {
 
 /// A free TCP port on `ip` (bound and released: another process could take
 /// it in between, which the kernel makes unlikely for ephemeral ports).
+/// A private secret file with `content`, in its own temp dir.
+pub fn secret_file(content: &str) -> (tempfile::TempDir, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("cluster.secret");
+    std::fs::write(&p, content).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let s = p.display().to_string();
+    (dir, s)
+}
+
 pub fn free_port(ip: &str) -> u16 {
     std::net::TcpListener::bind((ip, 0))
         .and_then(|l| l.local_addr())

@@ -88,10 +88,6 @@ fn begin(name: &str) -> Option<MutexGuard<'static, ()>> {
     Some(SERIAL.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
-fn names(n: usize) -> Vec<String> {
-    (1..=n).map(|i| format!("node{i}")).collect()
-}
-
 /// A node's `$MSGC.STATUS` over its client link; None if it does not answer.
 fn status(addr: SocketAddr) -> Option<serde_json::Value> {
     let poll = Duration::from_millis(100);
@@ -128,10 +124,27 @@ struct Cluster {
     /// `$MSGC.VIEW` that their subscribers receive may lack, remove or
     /// re-admit any of them (checked by `finish`).
     keep: Vec<usize>,
+    /// More nodes than the order tolerates lose their state in this
+    /// scenario: a view may say `lost`, and confirmed messages that no
+    /// stream delivered are allowed where it does. Otherwise no view may
+    /// say `lost` and nothing confirmed may go missing.
+    may_lose: bool,
 }
 
 impl Cluster {
     fn start(name: &'static str, n: usize) -> Cluster {
+        let all: Vec<usize> = (1..=n).collect();
+        Cluster::start_some(name, n, &all, |_, c| c.to_owned())
+    }
+
+    /// Starts only the nodes in `up` (1-based), each with its configuration
+    /// as `conf(node, text)` makes it, and waits until they form one view.
+    fn start_some(
+        name: &'static str,
+        n: usize,
+        up: &[usize],
+        conf: impl Fn(usize, &str) -> String,
+    ) -> Cluster {
         let net = Net::new(n, RUN.fetch_add(1, Ordering::SeqCst));
         let addrs: Vec<ConfAddrs> = (1..=n)
             .map(|i| ConfAddrs {
@@ -141,7 +154,11 @@ impl Cluster {
             })
             .collect();
         // A dial into a partition gives up after a second and is retried.
-        let confs = cluster_confs_at(&addrs, "  connect_timeout = 1");
+        let confs = cluster_confs_at(&addrs, "  connect_timeout = 1")
+            .iter()
+            .enumerate()
+            .map(|(i, c)| conf(i + 1, c))
+            .collect();
         let mut c = Cluster {
             name,
             nodes: Vec::new(),
@@ -152,13 +169,17 @@ impl Cluster {
             pubs: Vec::new(),
             started: Instant::now(),
             keep: Vec::new(),
+            may_lose: false,
         };
         for i in 1..=n {
-            let node = c.spawn(i);
-            c.nodes.push(Some(node));
+            let node = up.contains(&i).then(|| c.spawn(i));
+            c.nodes.push(node);
         }
-        let t = c.wait_whole("start");
-        c.note(format!("whole after start in {t:?}"));
+        let t = c.wait_formed(up, "start");
+        c.note(format!(
+            "{} formed one view after start in {t:?}",
+            names_of(up).join(" ")
+        ));
         c
     }
 
@@ -229,8 +250,15 @@ impl Cluster {
     /// Waits until every node is normal and delivering in one view of all
     /// nodes, under one leader.
     fn wait_whole(&mut self, what: &str) -> Duration {
-        let all = serde_json::json!(names(self.n()));
         let which: Vec<usize> = (1..=self.n()).collect();
+        self.wait_formed(&which, what)
+    }
+
+    /// Waits until the nodes in `which` are normal and delivering in one
+    /// view of exactly them, under one leader.
+    fn wait_formed(&mut self, which: &[usize], what: &str) -> Duration {
+        let all = serde_json::json!(names_of(which));
+        let which = which.to_vec();
         let addrs = self.addrs(&which);
         self.poll(what, || {
             let os = Cluster::orders(&addrs)?;
@@ -287,6 +315,14 @@ impl Cluster {
     }
 
     fn start_clients(&mut self) {
+        let all: Vec<usize> = (1..=self.n()).collect();
+        self.start_clients_awaiting(&all);
+    }
+
+    /// Starts a subscriber and a publisher on every node, waiting until the
+    /// subscribers of the nodes in `up` are connected (those of nodes not
+    /// running yet connect when they start).
+    fn start_clients_awaiting(&mut self, up: &[usize]) {
         for i in 1..=self.n() {
             self.subs.push(clients::subscriber(
                 self.sh.clone(),
@@ -295,7 +331,7 @@ impl Cluster {
                 self.net.client_addr(i),
             ));
         }
-        self.wait_subscribed();
+        self.wait_subscribed_on(up);
         for i in 1..=self.n() {
             self.pubs.push(clients::publisher(
                 self.sh.clone(),
@@ -306,12 +342,15 @@ impl Cluster {
     }
 
     fn wait_subscribed(&mut self) {
+        let all: Vec<usize> = (1..=self.n()).collect();
+        self.wait_subscribed_on(&all);
+    }
+
+    fn wait_subscribed_on(&mut self, which: &[usize]) {
         let t = Instant::now();
-        while !self
-            .sh
-            .subs
+        while !which
             .iter()
-            .all(|s| s.connected.load(Ordering::SeqCst))
+            .all(|&i| self.sh.subs[i - 1].connected.load(Ordering::SeqCst))
         {
             if t.elapsed() > WAIT {
                 self.dump_logs();
@@ -339,6 +378,24 @@ impl Cluster {
     }
 
     fn dump_logs(&mut self) {
+        // Where every node stands in the order.
+        for i in 1..=self.n() {
+            let o = self.status(i).map(|s| s["order"].clone());
+            match o {
+                Some(o) => eprintln!(
+                    "---- node{i}: mode {} epoch {} vr_view {} leader {} view {} members {} delivering {} suspecting {}",
+                    o["mode"],
+                    o["epoch"],
+                    o["vr_view"],
+                    o["leader"],
+                    o["view_id"],
+                    o["members"],
+                    o["delivering"],
+                    o["suspecting"]
+                ),
+                None => eprintln!("---- node{i}: not answering"),
+            }
+        }
         for (k, n) in self.nodes.iter_mut().enumerate() {
             if let Some(n) = n {
                 n.pump();
@@ -353,12 +410,11 @@ impl Cluster {
 
     /// Heal is done by the caller; waits until whole, lets traffic run,
     /// stops the publishers, fences, stops the subscribers, and checks.
-    fn finish(mut self, healed_at: Instant) {
+    /// Returns the time from the heal to one view of all.
+    fn finish(mut self, healed_at: Instant) -> Duration {
         self.wait_whole("heal");
-        self.note(format!(
-            "whole again {:?} after the heal",
-            healed_at.elapsed()
-        ));
+        let whole = healed_at.elapsed();
+        self.note(format!("whole again {whole:?} after the heal"));
         // Keep node logs from piling up in memory.
         for n in self.nodes.iter_mut().flatten() {
             n.pump();
@@ -399,12 +455,19 @@ impl Cluster {
         };
         let stuck = self.sh.stuck.load(Ordering::SeqCst);
         let kept = kept_together(&history, &names_of(&self.keep));
+        let lost_views = history
+            .streams
+            .iter()
+            .flat_map(|s| &s.events)
+            .filter(|e| matches!(e, check::Event::View(v) if v.lost))
+            .count();
         let verdict = check::check(&history);
         let figures = match &verdict {
             Ok(s) => format!(
                 "{} streams ({} complete), {} publishers: published {}, confirmed {}, refused {}, \
                  {} mixed batches; {} deliveries of {} distinct messages, {} views; \
-                 {} delivery obligations checked; longest PONG wait {} ms; {} reconnects",
+                 {} delivery obligations checked; longest PONG wait {} ms; {} reconnects; \
+                 {} view events saying lost, {} confirmed messages lost",
                 s.streams,
                 s.complete_streams,
                 history.publishers.len(),
@@ -418,6 +481,8 @@ impl Cluster {
                 s.obligations,
                 self.sh.longest_pong_ms.load(Ordering::SeqCst),
                 self.sh.reconnects.load(Ordering::SeqCst),
+                lost_views,
+                s.orphans.len(),
             ),
             Err(_) => String::new(),
         };
@@ -434,7 +499,13 @@ impl Cluster {
                     ));
                 }
                 self.note(format!("PASS: {figures}"));
-                assert!(s.orphans.is_empty(), "confirmed but lost: {:?}", s.orphans);
+                if !self.may_lose {
+                    assert_eq!(
+                        lost_views, 0,
+                        "no more nodes than tolerated lost their state, yet a view says lost"
+                    );
+                    assert!(s.orphans.is_empty(), "confirmed but lost: {:?}", s.orphans);
+                }
                 assert_eq!(stuck, 0, "batches whose PONG never came after the heal");
                 assert!(s.confirmed > 0 && s.distinct > 0, "no traffic got through");
             }
@@ -460,6 +531,7 @@ impl Cluster {
             }
         }
         let _ = std::io::stdout().flush();
+        whole
     }
 }
 
@@ -493,6 +565,16 @@ fn kept_together(h: &History, keep: &[String]) -> Result<(), String> {
 /// (which injects, waits for it to take effect, holds it and heals,
 /// returning when it healed), then finishes and checks.
 fn scenario(name: &'static str, n: usize, fault: impl FnOnce(&mut Cluster) -> Instant) {
+    scenario_timed(name, n, Arc::new(Mutex::new(Duration::ZERO)), fault);
+}
+
+/// As [`scenario`], keeping the time from the heal to one view of all in `took`.
+fn scenario_timed(
+    name: &'static str,
+    n: usize,
+    took: Arc<Mutex<Duration>>,
+    fault: impl FnOnce(&mut Cluster) -> Instant,
+) {
     let Some(_serial) = begin(name) else {
         return;
     };
@@ -500,7 +582,7 @@ fn scenario(name: &'static str, n: usize, fault: impl FnOnce(&mut Cluster) -> In
     c.start_clients();
     std::thread::sleep(TRAFFIC);
     let healed = fault(&mut c);
-    c.finish(healed);
+    *took.lock().unwrap_or_else(|p| p.into_inner()) = c.finish(healed);
 }
 
 /// Faults node `out` of `n` with `fault`, waits until the others have a view
@@ -744,19 +826,58 @@ fn five_nodes_flapping_faults() {
 /// A sequence that passed in full runs of the harness.
 const FLAPPING_SEED: u64 = 1795569468045434763;
 
-/// KNOWN BUG, not fixed yet: after this sequence the cluster does not become
-/// whole again — node1 cycles through view changes (vr_view 44, 45, ...) and
-/// never completes one, within 30 s after the heal. Reproducible with this
-/// seed, and before the pause fix too. No invariant is violated (it is a
-/// liveness failure). Run with `cargo test --test faults -- --ignored`.
+/// The sequence that left the cluster stuck before the order could re-form
+/// when more nodes than it tolerates were without state at once (node1
+/// cycled through view changes for good after the heal): it now forms again.
 #[test]
-#[ignore = "known liveness bug: view change never completes after this fault sequence"]
-fn five_nodes_flapping_stuck_view_change() {
+fn five_nodes_flapping_once_stuck() {
     flapping(1795569710217523879);
 }
 
-fn flapping(seed: u64) {
-    scenario("5-flapping", 5, move |c| {
+/// `ECCLUSTERD_FAULTS_RANDOM=N` (or `cargo xtask faults --random N`): N new
+/// random flapping sequences, one after the other, each judged like the
+/// fixed one (`order::check` over what the clients got, and one view of
+/// all five within the harness's bound of the heal); the seeds and the
+/// times from heal to whole are printed. Does nothing without it.
+#[test]
+fn five_nodes_flapping_random() {
+    let Some(n) = std::env::var("ECCLUSTERD_FAULTS_RANDOM")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
+        return;
+    };
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    let mut rng = common::Rng(base | 1);
+    let mut times = Vec::new();
+    for k in 0..n {
+        let seed = rng.next_u64() | 1;
+        let _ = writeln!(
+            std::io::stderr(),
+            "[random {}/{n}] ECCLUSTERD_FAULTS_SEED={seed}",
+            k + 1
+        );
+        let healed = flapping(seed);
+        times.push(healed);
+    }
+    times.sort();
+    if let (Some(first), Some(last)) = (times.first(), times.last()) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "random flapping: {n} of {n} passed; heal to whole: median {:?}, min {first:?}, max {last:?}",
+            times[times.len() / 2]
+        );
+    }
+}
+
+/// Runs one flapping sequence; the time from its heal to one view of all.
+fn flapping(seed: u64) -> Duration {
+    let healed = Arc::new(Mutex::new(Duration::ZERO));
+    let took = healed.clone();
+    scenario_timed("5-flapping", 5, took, move |c| {
+        c.may_lose = true;
         c.note(format!(
             "seed {seed} (ECCLUSTERD_FAULTS_SEED={seed} to replay)"
         ));
@@ -815,6 +936,147 @@ fn flapping(seed: u64) {
             c.restart(i);
         }
         c.note(format!("faults: {}", log.join("; ")));
+        Instant::now()
+    });
+    *healed.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+// ---------------------------------------------------------------------------
+// Never stuck: a majority up and linked orders, whatever came before.
+
+/// Starts the nodes in `up` of `n` (configurations as `conf` makes them),
+/// clients on every node, lets traffic run, then `fault`, then finishes.
+fn scenario_from(
+    name: &'static str,
+    n: usize,
+    up: &[usize],
+    conf: impl Fn(usize, &str) -> String,
+    fault: impl FnOnce(&mut Cluster) -> Instant,
+) {
+    let Some(_serial) = begin(name) else {
+        return;
+    };
+    let mut c = Cluster::start_some(name, n, up, conf);
+    c.start_clients_awaiting(up);
+    std::thread::sleep(TRAFFIC);
+    let healed = fault(&mut c);
+    c.finish(healed);
+}
+
+/// A cold start with node2 of three absent: node1 and node3 form and order
+/// (their clients' traffic is checked); node2 starts later and joins.
+#[test]
+fn cold_start_with_a_node_absent() {
+    scenario_from(
+        "cold-start-absent",
+        3,
+        &[1, 3],
+        |_, c| c.to_owned(),
+        |c| {
+            c.note("node2 never started; node1 and node3 ordered without it".into());
+            c.restart(2);
+            c.note("node2 started".into());
+            Instant::now()
+        },
+    );
+}
+
+/// A cold start with node3 holding another cluster secret: node1 and node2
+/// form and order; node3, restarted with the right secret, joins.
+#[test]
+fn cold_start_with_a_wrong_secret_node() {
+    let (_d1, good) = common::secret_file("the-cluster-secret-of-the-faults\n");
+    let (_d2, bad) = common::secret_file("another-secret-entirely-0000000\n");
+    let with = |secret: &str, c: &str| {
+        c.replace(
+            "  connect_timeout = 1",
+            &format!("  connect_timeout = 1\n  secret_file = \"{secret}\""),
+        )
+    };
+    let (g, b) = (good.clone(), bad.clone());
+    let Some(_serial) = begin("cold-start-wrong-secret") else {
+        return;
+    };
+    let mut c = Cluster::start_some("cold-start-wrong-secret", 3, &[1, 2], move |i, conf| {
+        with(if i == 3 { &b } else { &g }, conf)
+    });
+    // node3 runs with the wrong secret all along; the others order.
+    c.restart(3);
+    c.start_clients_awaiting(&[1, 2]);
+    std::thread::sleep(TRAFFIC);
+    c.kill9(3);
+    c.confs[2] = c.confs[2].replace(&bad, &good);
+    c.restart(3);
+    c.note("node3 restarted with the cluster's secret".into());
+    c.finish(Instant::now());
+}
+
+/// Two of three killed with -9 at once (the leader among them) and
+/// restarted together: more nodes without state than the order tolerates.
+/// The three order again, in a new epoch whose view says `lost`.
+#[test]
+fn two_of_three_killed_together() {
+    scenario("2-of-3-killed", 3, |c| {
+        c.may_lose = true;
+        let leader = c.leader(&[1, 2, 3]);
+        let other = if leader == 1 { 2 } else { 1 };
+        c.note(format!(
+            "kill -9 node{leader} (leader) and node{other}, restart both"
+        ));
+        c.kill9(leader);
+        c.kill9(other);
+        c.restart(leader);
+        c.restart(other);
+        Instant::now()
+    });
+}
+
+/// Three of five killed with -9 at once and restarted together.
+#[test]
+fn three_of_five_killed_together() {
+    scenario("3-of-5-killed", 5, |c| {
+        c.may_lose = true;
+        let leader = c.leader(&[1, 2, 3, 4, 5]);
+        let three: Vec<usize> = (0..3).map(|k| 1 + (leader - 1 + k) % 5).collect();
+        c.note(format!(
+            "kill -9 {}, restart them",
+            names_of(&three).join(" ")
+        ));
+        for &i in &three {
+            c.kill9(i);
+        }
+        for &i in &three {
+            c.restart(i);
+        }
+        Instant::now()
+    });
+}
+
+/// A rolling restart of every node, back to back: each next kill -9 as soon
+/// as the node restarted before delivers again. One node at a time without
+/// state: nothing confirmed may be lost and no view may say `lost`.
+#[test]
+fn rolling_restart_back_to_back() {
+    scenario("rolling-restart", 3, |c| {
+        for i in 1..=3 {
+            let pid = c.pid(i);
+            c.kill9(i);
+            c.restart(i);
+            let addrs = c.addrs(&[i]);
+            let (_, t) = c.poll(&format!("node{i} delivering again"), || {
+                let o = Cluster::orders(&addrs)?.remove(0);
+                let me = serde_json::Value::from(format!("node{i}"));
+                let member = o["members"].as_array().is_some_and(|m| m.contains(&me));
+                if o["mode"] == "normal" && o["delivering"] == true && member {
+                    Ok(())
+                } else {
+                    Err(o.to_string())
+                }
+            });
+            c.note(format!(
+                "node{i} (pid {pid}) killed, restarted, delivering again after {t:?}"
+            ));
+        }
         Instant::now()
     });
 }
