@@ -107,7 +107,7 @@ fn strangers_and_impostors_are_refused_at_the_handshake() {
             .collect();
         format!(
             "MSGC-PEER {}\r\n",
-            serde_json::json!({"protocol": 1, "node": node, "peers": list, "eccluster": null})
+            serde_json::json!({"protocol": 2, "node": node, "peers": list, "eccluster": null})
         )
     };
     // A name not in peers.
@@ -208,7 +208,7 @@ fn a_replayed_handshake_is_refused() {
     let hello = format!(
         "MSGC-PEER {}\r\n",
         serde_json::json!({
-            "protocol": 1, "node": "node1", "peers": peers, "eccluster": null,
+            "protocol": 2, "node": "node1", "peers": peers, "eccluster": null,
             "nonce": ours, "mac": secret.hello_mac(&Proof {
                 link: Link::Mesh,
                 acceptor_nonce: &challenge,

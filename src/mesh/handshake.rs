@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Peer;
 
 /// Bumped on any incompatible change of the peer protocol.
-pub const PROTOCOL: u32 = 1;
+pub const PROTOCOL: u32 = 2;
 
 /// The verb that tells a server from a client on the shared port.
 pub const HELLO_VERB: &str = "MSGC-PEER";
@@ -176,7 +176,7 @@ mod tests {
         ]);
         let h = hello("b", &p);
         let l = line(HELLO_VERB, &h);
-        assert!(l.starts_with(b"MSGC-PEER {\"protocol\":1,\"node\":\"b\""));
+        assert!(l.starts_with(b"MSGC-PEER {\"protocol\":2,\"node\":\"b\""));
         let back: Hello = parse(HELLO_VERB, &l[..l.len() - 2]).unwrap();
         assert_eq!(back, h);
         assert_eq!(back.peers[2].1, "[::1]:7");

@@ -56,14 +56,7 @@ impl Core {
             return;
         }
         let batch = self.cfg.max_batch.max(1);
-        let fwd = self.origin.fwd_upto;
-        let items: Vec<Entry> = self
-            .origin
-            .outq
-            .iter()
-            .filter(|e| e.proposal().is_some_and(|id| id.pseq > fwd))
-            .cloned()
-            .collect();
+        let items = self.origin.unsent();
         let (epoch, view, after) = (self.rep.epoch(), self.view, self.origin.confirmed);
         let mut start = 0;
         while start < items.len() {
@@ -172,8 +165,13 @@ impl Core {
         self.apply_committed();
         let t = trunc.min(self.rep.applied);
         self.rep.log.truncate(t, &mut self.rep.base);
+        self.send_prepare_ok(from, view);
+    }
+
+    /// Tells the leader how far this node's log and delivery are.
+    pub(super) fn send_prepare_ok(&mut self, to: NodeId, view: u64) {
         self.send(
-            from,
+            to,
             PeerMsg::PrepareOk {
                 view,
                 op: self.rep.log.op(),

@@ -222,14 +222,7 @@ impl Core {
     /// sends prepares or commits to each follower.
     pub(super) fn leader_flush(&mut self) {
         let batch = self.cfg.max_batch.max(1);
-        let fwd = self.origin.fwd_upto;
-        let local: Vec<Entry> = self
-            .origin
-            .outq
-            .iter()
-            .filter(|e| e.proposal().is_some_and(|id| id.pseq > fwd))
-            .cloned()
-            .collect();
+        let local = self.origin.unsent();
         // Flow control: append only while no member is half of
         // `max_backlog` behind; held forwards first (they arrived first),
         // then our own. What is left waits in `held` / `outq`.

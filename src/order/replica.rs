@@ -112,6 +112,18 @@ pub(super) struct Origin {
     pub local_groups: BTreeMap<(String, String), u64>,
 }
 
+impl Origin {
+    /// Proposals not yet sent to the current leader, in pseq order.
+    pub fn unsent(&self) -> Vec<Entry> {
+        let fwd = self.fwd_upto;
+        self.outq
+            .iter()
+            .filter(|e| e.proposal().is_some_and(|id| id.pseq > fwd))
+            .cloned()
+            .collect()
+    }
+}
+
 /// The role and the state only it needs.
 #[derive(Debug)]
 pub(super) enum Role {

@@ -450,14 +450,7 @@ impl Core {
         self.view = view;
         self.enter_normal(view, inc);
         self.role = Role::Follower(Following::new(self.now));
-        self.send(
-            from,
-            PeerMsg::PrepareOk {
-                view,
-                op: self.rep.log.op(),
-                applied: self.rep.applied,
-            },
-        );
+        self.send_prepare_ok(from, view);
         self.flush();
     }
 }

@@ -83,6 +83,20 @@ struct Conn {
     busy: [u64; 2],
 }
 
+impl Conn {
+    /// Closes `side`'s end: its FIN follows whatever it still had queued.
+    fn send_fin(&mut self, side: usize, inc: u64, now: u64) {
+        self.ends[side].open = false;
+        let at = (now + 1).max(self.busy[side]);
+        self.busy[side] = at;
+        self.q[side].push_back(Pkt {
+            at,
+            inc,
+            body: Body::Fin,
+        });
+    }
+}
+
 /// What the network tells a node's driver.
 #[derive(Debug)]
 pub enum LinkEvent {
@@ -315,17 +329,10 @@ impl Net {
             if !c.ends[side].open {
                 continue;
             }
-            c.ends[side].open = false;
             if rng.chance(1, 2) {
                 c.q[side].clear();
             }
-            let at = (now + 1).max(c.busy[side]);
-            c.busy[side] = at;
-            c.q[side].push_back(Pkt {
-                at,
-                inc,
-                body: Body::Fin,
-            });
+            c.send_fin(side, inc, now);
         }
     }
 
@@ -342,15 +349,8 @@ impl Net {
         if !c.ends[side].open {
             return;
         }
-        c.ends[side].open = false;
         let (me, peer) = if side == 0 { (c.a, c.b) } else { (c.b, c.a) };
-        let at = (now + 1).max(c.busy[side]);
-        c.busy[side] = at;
-        c.q[side].push_back(Pkt {
-            at,
-            inc,
-            body: Body::Fin,
-        });
+        c.send_fin(side, inc, now);
         if side == 0 {
             c.dial = Dial::Idle {
                 next: now

@@ -7,6 +7,7 @@ mod bench;
 mod ci;
 mod dist;
 mod elf;
+mod faults;
 mod fuzz;
 mod sim;
 mod soak;
@@ -27,7 +28,7 @@ const TASKS: &[Task] = &[
     Task {
         name: "test",
         usage: "test [ARGS...]",
-        about: "the project's test command: cargo test --workspace ARGS, then the fault harness (tests/faults) as its own step, then Python interop tests if tests/interop/ has any",
+        about: "the project's test command: cargo test --workspace ARGS, then the simulator (release), the fault harness (tests/faults), then Python interop tests",
         run: test::run,
     },
     Task {
@@ -57,8 +58,14 @@ const TASKS: &[Task] = &[
     Task {
         name: "sim",
         usage: "sim [--seeds N]",
-        about: "the ordering core's deterministic simulator over N seeds (default 20000), release build",
+        about: "the ordering simulator, release build: N seeds of each random fault mix (default 20000) and N/40 of each named scenario",
         run: sim::run,
+    },
+    Task {
+        name: "faults",
+        usage: "faults [--random N] [-- FILTER]",
+        about: "the fault harness (real nodes in network namespaces), release build; --random N: N new random 5-node flapping sequences",
+        run: faults::run,
     },
     Task {
         name: "soak",

@@ -1,11 +1,13 @@
 //! `cargo xtask test [ARGS...]`: the project's one test command.
 //!
-//! 1. `cargo test --workspace ARGS...`, with `ECCLUSTERD_FAULTS=later` so the fault harness
-//!    target (`tests/faults/`) does nothing there;
-//! 2. the fault harness as its own step: `cargo test --test faults ARGS...` (as root it first
+//! 1. `cargo test --workspace ARGS...`, with `ECCLUSTERD_FAULTS=later` and `ECCLUSTERD_SIM=later`
+//!    so the fault harness (`tests/faults/`) and the simulator (`tests/sim.rs`) do nothing there;
+//! 2. the ordering simulator in release mode: `cargo test --release --test sim` (its default:
+//!    2,000 seeds of each random fault mix plus every named scenario);
+//! 3. the fault harness as its own step: `cargo test --test faults ARGS...` (as root it first
 //!    installs `iptables` and `iproute2` with apt-get if missing; without root or network
 //!    namespaces the harness says loudly that it skipped, and passes);
-//! 3. if `tests/interop/` holds pytest files: make sure `nats-py` and `pytest` import, build
+//! 4. if `tests/interop/` holds pytest files: make sure `nats-py` and `pytest` import, build
 //!    `target/debug/ecclusterd`, run `python3 -m pytest -q tests/interop` with
 //!    `ECCLUSTERD_BIN` set. (`nats-server` is for benchmarks only; not needed here.)
 
@@ -18,7 +20,15 @@ pub fn run(args: &[String]) -> Result {
         util::cargo()
             .args(["test", "--workspace"])
             .args(args)
-            .env("ECCLUSTERD_FAULTS", "later"),
+            .env("ECCLUSTERD_FAULTS", "later")
+            .env("ECCLUSTERD_SIM", "later"),
+    )?;
+
+    eprintln!("\n==> ordering simulator (tests/sim.rs, release)");
+    util::run(
+        util::cargo()
+            .args(["test", "--release", "--test", "sim", "--", "--nocapture"])
+            .env_remove("ECCLUSTERD_SIM"),
     )?;
 
     eprintln!("\n==> fault harness (tests/faults: real processes in network namespaces)");
