@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use ecclusterd::client::proto::{Delivery, ServerOp};
+use ecclusterd::client::proto::{Delivery, ServerOp, text};
 
 fn start(confs: &[String], which: &[usize]) -> Vec<Option<Node>> {
     (0..confs.len())
@@ -87,7 +87,7 @@ fn a_node_without_a_majority_refuses_ordered_publishes() {
     let nodes = start(&confs, &[0]);
     let mut c = Nats::quiet(node(&nodes, 0).msgc());
     c.publish("ord.x", b"lonely");
-    c.expect_err("msgc: no quorum");
+    c.expect_err(text::NO_QUORUM);
     // The connection stays, and PING is answered (a refusal counts as settled).
     c.sync_empty();
     let s = status(&mut c);
@@ -282,7 +282,7 @@ fn five_nodes_survive_two_failures_including_the_leader() {
                 let refused = p
                     .sync()
                     .iter()
-                    .filter(|op| matches!(op, ServerOp::Err(e) if e == "msgc: no quorum"))
+                    .filter(|op| matches!(op, ServerOp::Err(e) if e == text::NO_QUORUM))
                     .count();
                 (sent, refused)
             })

@@ -18,6 +18,7 @@ use smol::Timer;
 use super::Bus;
 use super::router::Message;
 use super::stream::{Effect, Stream};
+use crate::client::proto::{encode, text};
 use crate::config::Settings;
 use crate::mesh::frame::Frame;
 use crate::mesh::{self, Mesh, order_codec};
@@ -448,7 +449,7 @@ impl Driver {
                 } => {
                     if let Some(c) = router.client(client) {
                         let order::Refusal::NoQuorum = reason;
-                        let _ = c.out.push_control(NO_QUORUM);
+                        let _ = c.out.push_control(&no_quorum_line());
                         c.confirm(seq);
                     }
                 }
@@ -582,4 +583,8 @@ impl Driver {
 }
 
 /// The refusal a publish gets outside a primary component.
-pub const NO_QUORUM: &[u8] = b"-ERR 'msgc: no quorum'\r\n";
+fn no_quorum_line() -> Vec<u8> {
+    let mut line = Vec::new();
+    encode::err(&mut line, text::NO_QUORUM);
+    line
+}

@@ -184,6 +184,21 @@ impl Outbound {
         self.lock().bytes
     }
 
+    /// Ready once the queue was closed for a slow consumer. The writer races
+    /// its socket writes against it: a client that does not read would
+    /// otherwise hold the writer, and so the connection, forever.
+    pub fn poll_cut_off(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut g = self.lock();
+        if g.closed == Some(Closed::SlowConsumer) {
+            return Poll::Ready(());
+        }
+        match &g.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => g.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
     /// Takes everything queued for the writer, or `Ready(None)` once the
     /// queue is closed and empty. `spare` is a recycled batch to swap in.
     pub fn poll_take(&self, cx: &mut Context<'_>, spare: &mut Batch) -> Poll<Option<()>> {

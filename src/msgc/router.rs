@@ -391,7 +391,6 @@ impl Router {
             exhausted: Vec::new(),
             delivered: 0,
             bytes: 0,
-            slow: 0,
         };
         // The publisher itself, when it asked not to get its own messages.
         let no_echo =
@@ -419,12 +418,10 @@ impl Router {
             exhausted,
             delivered,
             bytes,
-            slow,
             ..
         } = out;
         Counters::add(&self.counters.msgs_out, delivered as u64);
         Counters::add(&self.counters.bytes_out, bytes);
-        Counters::add(&self.counters.slow_consumers, slow);
         // `$MSGC.STATUS` always has a responder: the daemon itself.
         let found = !matches.is_empty() || msg.subject == STATUS_SUBJECT;
         if self.cache.len() >= MATCH_CACHE_MAX {
@@ -496,7 +493,6 @@ struct Delivery<'a> {
     exhausted: Vec<Arc<Sub>>,
     delivered: usize,
     bytes: u64,
-    slow: u64,
 }
 
 impl Delivery<'_> {
@@ -544,15 +540,9 @@ impl Delivery<'_> {
                 self.delivered += 1;
                 self.bytes += msg.payload.len() as u64;
             }
-            Err(Closed::SlowConsumer) => {
-                // Reported once, by the push that crossed the limit.
-                self.slow += 1;
-                log::warn!(
-                    "client {} is a slow consumer: cut off (pending limit reached)",
-                    c.private_name
-                );
-            }
-            Err(Closed::Gone) => {}
+            // A slow consumer is counted and logged once, by the
+            // connection's writer (msgc::session), whatever crossed the limit.
+            Err(Closed::SlowConsumer | Closed::Gone) => {}
         }
     }
 }
@@ -792,7 +782,7 @@ mod tests {
     }
 
     #[test]
-    fn slow_consumer_is_counted_once_and_others_keep_receiving() {
+    fn slow_consumer_is_cut_off_and_others_keep_receiving() {
         let counters = Arc::new(Counters::default());
         let mut r = Router::new("n1", 0, counters.clone(), 1);
         let small = Arc::new(Client::new(
@@ -810,7 +800,6 @@ mod tests {
         for _ in 0..10 {
             publish(&mut r, 9, "t", None, "0123456789");
         }
-        assert_eq!(counters.slow_consumers.load(Ordering::Relaxed), 1);
         assert_eq!(small.out.closed(), Some(Closed::SlowConsumer));
         assert_eq!(drain(&big).matches("MSG").count(), 10);
     }

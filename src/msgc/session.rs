@@ -160,7 +160,7 @@ pub async fn serve(
     );
 
     let reader = read_half(&bus, &shared, conn.clone(), &remote, first, deadline);
-    let writer = write_half(&shared, conn.clone());
+    let writer = write_half(&shared, &bus.counters, conn.clone());
     let keepalive = keepalive(&bus, &shared);
     let stop = async {
         shutdown.wait().await;
@@ -407,7 +407,7 @@ fn process(
                 if let Some(p) = shared.perms.get()
                     && !super::auth::may_subscribe(p, &subject)
                 {
-                    violation(shared, "Subscription", &subject);
+                    violation(shared, "Subscription", &subject, queue.as_deref());
                     continue;
                 }
                 let r = router.get_or_insert_with(|| bus.router());
@@ -445,7 +445,7 @@ fn process(
                 if let Some(p) = shared.perms.get()
                     && !super::auth::may_publish(p, &subject)
                 {
-                    violation(shared, "Publish", &subject);
+                    violation(shared, "Publish", &subject, None);
                     continue;
                 }
                 Counters::add(&bus.counters.msgs_in, 1);
@@ -541,12 +541,17 @@ fn submit_group_changes(bus: &Bus, r: &mut super::router::Router) {
 }
 
 /// A denied operation: said, dropped, and the connection kept (as NATS does).
-fn violation(shared: &Shared, what: &str, subject: &str) {
+/// nats-server's wording, queue included: nats.js finds the subscription to
+/// fail by subject and queue.
+fn violation(shared: &Shared, what: &str, subject: &str, queue: Option<&str>) {
     log::info!(
         "msgc client {}: permissions violation for {what} to {subject:?}",
         shared.client.private_name
     );
-    let line = format!("-ERR 'Permissions Violation for {what} to \"{subject}\"'\r\n");
+    let queue = queue
+        .map(|q| format!(" using queue \"{q}\""))
+        .unwrap_or_default();
+    let line = format!("-ERR 'Permissions Violation for {what} to \"{subject}\"{queue}'\r\n");
     let _ = shared.client.out.push_control(line.as_bytes());
 }
 
@@ -556,9 +561,26 @@ fn ok(shared: &Shared) {
     }
 }
 
+/// Says `-ERR` where nats-server does; where it keeps silent (client
+/// libraries react to the two differently) the reason goes to the debug log.
 fn report(shared: &Shared, e: &ProtoError, remote: &Remote) {
-    log::info!("msgc client {} ({remote}): {e}", shared.client.private_name);
-    let _ = shared.client.out.push_control(&err_line(e.err_text()));
+    match e.err_text() {
+        Some(text) => {
+            log::info!("msgc client {} ({remote}): {e}", shared.client.private_name);
+            let _ = shared.client.out.push_control(&err_line(text));
+        }
+        None => {
+            let what = if e.is_fatal() { "; closing" } else { "" };
+            log::debug!(
+                "msgc client {} ({remote}): {e}{what}",
+                shared.client.private_name
+            );
+            if matches!(e, ProtoError::UnroutableSubject) {
+                // nats-server acknowledges such a publish like any other.
+                ok(shared);
+            }
+        }
+    }
 }
 
 /// Applies CONNECT; false when the client must go (bad credentials).
@@ -591,29 +613,35 @@ fn connect(bus: &Bus, shared: &Shared, opts: &ConnectOptions, remote: &Remote) -
     true
 }
 
-async fn write_half(shared: &Shared, mut conn: Conn) {
+async fn write_half(shared: &Shared, counters: &Counters, mut conn: Conn) {
     let mut batch = Batch::default();
     loop {
         let taken = future::poll_fn(|cx| shared.client.out.poll_take(cx, &mut batch)).await;
         if taken.is_none() {
             break;
         }
-        if write_batch(&mut conn, &batch).await.is_err() {
+        // A client cut off as a slow consumer does not read: stop waiting
+        // on its socket.
+        let cut_off = async {
+            future::poll_fn(|cx| shared.client.out.poll_cut_off(cx)).await;
+            Err(std::io::Error::other("cut off as a slow consumer"))
+        };
+        if write_batch(&mut conn, &batch).or(cut_off).await.is_err() {
             shared.client.out.close();
-            return;
+            break;
         }
     }
     if shared.client.out.closed() == Some(Closed::SlowConsumer) {
-        // What was queued was dropped; say why, but never wait on a reader
-        // that does not read.
-        let line = err_line(text::SLOW_CONSUMER);
-        let _ = conn
-            .write_all(&line)
-            .or(async {
-                Timer::after(LAST_WORDS).await;
-                Ok(())
-            })
-            .await;
+        // Counted here, once per connection, whether messages or control
+        // lines (a client that sends PINGs and never reads) filled the
+        // queue. Closed without an `-ERR`, as nats-server does: nats.c gives
+        // up for good after an `-ERR` it does not know, but reconnects after
+        // a plain close.
+        Counters::add(&counters.slow_consumers, 1);
+        log::warn!(
+            "msgc client {} is a slow consumer: cut off (outbound queue limit reached)",
+            shared.client.private_name
+        );
     }
     let _ = conn
         .flush()

@@ -10,7 +10,7 @@
 //!   which incarnation of that node, and everything it received in order —
 //!   data messages identified by (publisher, seq) and `$MSGC.VIEW` events;
 //! - one [`Publisher`] per publishing connection: the seqs it published, the
-//!   ones a PONG confirmed and the ones refused (`-ERR 'msgc: no quorum'`).
+//!   ones a PONG confirmed and the ones refused (`-ERR` with `proto::text::NO_QUORUM`).
 //!
 //! Views carry the epoch of the history (`epoch` and `epoch_tag`): ops and
 //! view ids are agreed within an epoch, and a stream may go on in another
@@ -111,7 +111,7 @@ pub struct Publisher {
     pub published: BTreeSet<u64>,
     /// Published, then a PONG answered with no refusal for it.
     pub confirmed: BTreeSet<u64>,
-    /// Refused with `-ERR 'msgc: no quorum'`: must never be delivered.
+    /// Refused for want of a quorum (`proto::text::NO_QUORUM`): must never be delivered.
     pub refused: BTreeSet<u64>,
 }
 

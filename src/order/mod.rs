@@ -94,7 +94,7 @@ pub enum Mode {
 /// Why a publish was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// Not in a primary component (the daemon sends `-ERR 'msgc: no quorum'`).
+    /// Not in a primary component (the daemon sends `-ERR` `proto::text::NO_QUORUM`).
     NoQuorum,
 }
 

@@ -627,6 +627,13 @@ impl Nats {
         let rest = self.until_closed();
         assert!(rest.is_empty(), "after -ERR '{text}': {rest:?}");
     }
+
+    /// The server must close the connection without a word, as nats-server
+    /// does where client libraries would give up for good on an `-ERR`.
+    pub fn expect_silent_close(&mut self) {
+        let rest = self.until_closed();
+        assert!(rest.is_empty(), "closed without a word, got {rest:?}");
+    }
 }
 
 /// What [`Nats::poll_op`] found.

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ecclusterd::client::proto::ServerOp;
+use ecclusterd::client::proto::{ServerOp, text};
 use ecclusterd::order::check::{Event, MsgId, Publisher, Stream, View};
 
 use crate::common::{Nats, Polled, QUIET};
@@ -180,7 +180,7 @@ pub fn parse_payload(p: &[u8]) -> Option<MsgId> {
 
 /// Outcome of one settled batch.
 enum Settled {
-    /// PONG; how many `-ERR 'msgc: no quorum'` came before it.
+    /// PONG; how many no-quorum refusals (`text::NO_QUORUM`) came before it.
     Pong {
         refused: u64,
     },
@@ -214,7 +214,7 @@ fn publish_batch(
             Polled::Op(ServerOp::Ping) => {
                 let _ = c.try_send(b"PONG\r\n");
             }
-            Polled::Op(ServerOp::Err(e)) if e == "msgc: no quorum" => refused += 1,
+            Polled::Op(ServerOp::Err(e)) if e == text::NO_QUORUM => refused += 1,
             Polled::Op(ServerOp::Err(e)) => panic!("publisher {id}: unexpected -ERR '{e}'"),
             Polled::Op(_) => {}
             Polled::Idle => {

@@ -98,16 +98,23 @@ impl ClientGrammar {
         // Sizes are now ≤ max_payload, a usize.
         let total_len = total as usize;
         let header_len = header_len.map(|h| h as usize);
-        let subject = utf8(subject).unwrap_or_default();
+        let subject = utf8(subject);
         let reply = reply.map(utf8);
-        let ok = valid_subject(&subject, !self.pedantic) && !matches!(reply, Some(None));
+        // nats-server checks the shape only in pedantic mode, and UTF-8 never.
+        let error = match (&subject, &reply) {
+            (None, _) | (_, Some(None)) => Some(ProtoError::UnroutableSubject),
+            (Some(s), _) if valid_subject(s, !self.pedantic) => None,
+            _ if self.pedantic => Some(ProtoError::InvalidPublishSubject),
+            _ => Some(ProtoError::UnroutableSubject),
+        };
+        let subject = subject.unwrap_or_default();
         Ok(Step::Payload(Pending {
             subject,
             sid: String::new(),
             reply: reply.flatten(),
             header_len,
             total_len,
-            error: (!ok).then_some(ProtoError::InvalidPublishSubject),
+            error,
         }))
     }
 

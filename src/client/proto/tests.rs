@@ -157,14 +157,14 @@ fn unsub_max_like_nats() {
     assert_eq!(maxes, vec![None, None, None, Some(7)]);
 }
 
-fn err_of(out: &Out) -> (&'static str, bool) {
+fn err_of(out: &Out) -> (Option<&'static str>, bool) {
     let e = out.iter().find_map(|o| o.as_ref().err()).expect("an error");
     (e.err_text(), e.is_fatal())
 }
 
 #[test]
 fn fatal_errors_and_texts() {
-    let uop = (text::UNKNOWN_PROTOCOL_OPERATION, true);
+    let uop = (Some(text::UNKNOWN_PROTOCOL_OPERATION), true);
     for bad in [
         &b"FOO\r\n"[..],
         b"\r\n",
@@ -176,7 +176,22 @@ fn fatal_errors_and_texts() {
         b"+KO\r\n",
         b"PUB a 1\r\nxx\r\n",
         b"PUB a 1\nx\n",
-        b"PUB a 1 2 3\r\n",
+        b"UNSUB\r\n",
+    ] {
+        let out = noped(bad);
+        assert_eq!(err_of(&out), uop, "{}", String::from_utf8_lossy(bad));
+        assert_eq!(
+            out.len(),
+            1,
+            "nothing after a fatal error: {}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    // Bad arguments: closed without a word, as nats-server does.
+    let silent = (None, true);
+    for bad in [
+        &b"PUB a 1 2 3\r\n"[..],
+        b"PUB x y r 2\r\n",
         b"PUB a x\r\n",
         b"PUB a -1\r\n",
         b"PUB a +1\r\n",
@@ -187,7 +202,6 @@ fn fatal_errors_and_texts() {
         b"HPUB a r 1 2 3\r\n",
         b"SUB a\r\n",
         b"SUB a b c d\r\n",
-        b"UNSUB\r\n",
         b"UNSUB \r\n",
         b"UNSUB 1 2 3\r\n",
         b"CONNECT {bad\r\n",
@@ -196,7 +210,7 @@ fn fatal_errors_and_texts() {
         b"PUB a 99999999999999999999999\r\n",
     ] {
         let out = noped(bad);
-        assert_eq!(err_of(&out), uop, "{}", String::from_utf8_lossy(bad));
+        assert_eq!(err_of(&out), silent, "{}", String::from_utf8_lossy(bad));
         assert_eq!(
             out.len(),
             1,
@@ -209,6 +223,7 @@ fn fatal_errors_and_texts() {
         parse(b"CONNECT {\"verbose\":false}\r\nHPUB a 12 14\r\nNATS/1.0\r\n\r\nhi\r\nPING\r\n");
     assert_eq!(out[1], Err(ProtoError::HeadersNotSupported));
     assert_eq!(out.len(), 2);
+    assert_eq!(err_of(&out[1..].to_vec()), silent);
     // Garbage fails at its first byte, without waiting for a newline.
     assert_eq!(parse(b"X"), vec![Err(ProtoError::UnknownOperation)]);
     assert_eq!(parse(b"PUX"), vec![Err(ProtoError::UnknownOperation)]);
@@ -232,19 +247,24 @@ fn subject_errors_keep_the_connection() {
             vec![Err(ProtoError::InvalidSubject), Ok(Op::Ping)],
             "{bad}"
         );
-        assert_eq!(err_of(&out), (text::INVALID_SUBJECT, false));
+        assert_eq!(err_of(&out), (Some(text::INVALID_SUBJECT), false));
     }
     assert_eq!(
         noped(b"SUB a\rb 1\r\n"),
         vec![Err(ProtoError::InvalidSubject)]
     );
-    // PUB: empty tokens always refused; the payload is skipped, not parsed.
+    // PUB: empty tokens never route; the payload is skipped, not parsed.
+    // Not pedantic: dropped without a word (nats-server's behaviour).
     let out = noped(b"PUB a..b 4\r\nPING\r\nPING\r\n");
+    assert_eq!(out, vec![Err(ProtoError::UnroutableSubject), Ok(Op::Ping)]);
+    assert_eq!(err_of(&out), (None, false));
+    // Pedantic: `-ERR 'Invalid Publish Subject'`, connection kept.
+    let out = parse(b"PUB a..b 4\r\nPING\r\nPING\r\n");
     assert_eq!(
         out,
         vec![Err(ProtoError::InvalidPublishSubject), Ok(Op::Ping)]
     );
-    assert_eq!(err_of(&out), (text::INVALID_PUBLISH_SUBJECT, false));
+    assert_eq!(err_of(&out), (Some(text::INVALID_PUBLISH_SUBJECT), false));
     // Not pedantic: wildcard publish subjects pass, as in nats-server.
     assert_eq!(
         noped(b"PUB a.* 1\r\nx\r\n"),
@@ -263,10 +283,14 @@ fn subject_errors_keep_the_connection() {
         parse(b"PUB a.b* 1\r\nx\r\n"),
         vec![pubop("a.b*", None, None, b"x")]
     );
-    // Non-UTF-8 subjects are refused.
+    // Non-UTF-8 subjects never route.
     assert_eq!(
         noped(b"PUB \xff 0\r\n\r\n"),
-        vec![Err(ProtoError::InvalidPublishSubject)]
+        vec![Err(ProtoError::UnroutableSubject)]
+    );
+    assert_eq!(
+        parse(b"PUB \xff 0\r\n\r\n"),
+        vec![Err(ProtoError::UnroutableSubject)]
     );
 }
 
@@ -290,7 +314,7 @@ fn max_payload_edges() {
             out[1],
             Err(ProtoError::MaxPayloadViolation { size: 9, limit: 8 })
         );
-        assert_eq!(err_of(&out), (text::MAX_PAYLOAD_VIOLATION, true));
+        assert_eq!(err_of(&out), (Some(text::MAX_PAYLOAD_VIOLATION), true));
     }
     // Detected from the header line alone: no payload byte was sent.
     let out = parse(b"PUB a 1048577\r\n");
@@ -333,7 +357,7 @@ fn max_control_line_edges() {
             out,
             vec![Err(ProtoError::MaxControlLineExceeded { limit: 16 })]
         );
-        assert_eq!(err_of(&out), (text::MAX_CONTROL_LINE_EXCEEDED, true));
+        assert_eq!(err_of(&out), (Some(text::MAX_CONTROL_LINE_EXCEEDED), true));
     }
     // Exactly the limit with a trailing `\r` still pending is fine; one more
     // byte that is not `\n` is not.
@@ -454,7 +478,7 @@ proptest! {
             None => encode::msg(&mut buf, &subject, &sid, reply.as_deref(), &payload),
         }
         encode::ping(&mut buf);
-        encode::err(&mut buf, text::SLOW_CONSUMER);
+        encode::err(&mut buf, text::STALE_CONNECTION);
         let mut p = ServerParser::default();
         let cut = cut.min(buf.len());
         p.feed(&buf[..cut]);
@@ -471,7 +495,7 @@ proptest! {
                 payload: Bytes::from(payload.clone()),
             })),
             Ok(ServerOp::Ping),
-            Ok(ServerOp::Err("Slow Consumer".into())),
+            Ok(ServerOp::Err("Stale Connection".into())),
         ];
         prop_assert_eq!(out, want);
 
