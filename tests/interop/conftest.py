@@ -22,21 +22,22 @@ PATIENCE = 10.0
 LISTENING = re.compile(r"msgcserver_listener: listening on (127\.0\.0\.1):(\d+)")
 
 
-def single_node_conf(extra: str = "", msgc_opts: str = "") -> str:
+def single_node_conf(extra: str = "", msgc_opts: str = "", port: int = 0) -> str:
     """Same text as tests/common/mod.rs::single_node_conf; `msgc_opts` go
-    inside the msgcserver_listener's Listen scope."""
+    inside the msgcserver_listener's Listen scope, which listens on `port`
+    (0: an ephemeral one)."""
     return (
         '\ncluster { nodename = "node1" }\n'
         'ECCluster_Listener { Listen "127.0.0.1:0" { } }\n'
-        f'msgcserver_listener {{ Listen "127.0.0.1:0" {{ {msgc_opts} }} }}\n'
+        f'msgcserver_listener {{ Listen "127.0.0.1:{port}" {{ {msgc_opts} }} }}\n'
         f"{extra}\n"
     )
 
 
 class Node:
-    def __init__(self, bin_path: str, conf_dir, extra: str, msgc_opts: str = ""):
+    def __init__(self, bin_path: str, conf_dir, extra: str, msgc_opts: str = "", port: int = 0):
         self.conf = conf_dir / "ecclusterd.conf"
-        self.conf.write_text(single_node_conf(extra, msgc_opts))
+        self.conf.write_text(single_node_conf(extra, msgc_opts, port))
         env = {k: v for k, v in os.environ.items() if k not in ("ECCLUSTERD_CONF", "EC_NODE_NAME")}
         self.proc = subprocess.Popen(
             [bin_path, "run", "-c", str(self.conf), "--log-level", "debug"],
@@ -109,16 +110,16 @@ class Node:
 
 @pytest.fixture
 def start_node(tmp_path):
-    """Factory: start_node(extra_conf="", msgc_opts="") -> Node; every node is stopped at teardown."""
+    """Factory: start_node(extra_conf="", msgc_opts="", port=0) -> Node; every node is stopped at teardown."""
     bin_path = os.environ.get("ECCLUSTERD_BIN")
     if not bin_path:
         pytest.fail("ECCLUSTERD_BIN is not set (cargo build --bin ecclusterd, then point it at target/debug/ecclusterd)")
     nodes: list[Node] = []
 
-    def start(extra: str = "", msgc_opts: str = "") -> Node:
+    def start(extra: str = "", msgc_opts: str = "", port: int = 0) -> Node:
         d = tmp_path / f"node{len(nodes)}"
         d.mkdir()
-        node = Node(bin_path, d, extra, msgc_opts)
+        node = Node(bin_path, d, extra, msgc_opts, port)
         nodes.append(node)
         return node
 

@@ -572,3 +572,52 @@ def test_tls_with_nats_py(start_node):
         assert json.loads(f.readline()[5:])["tls_required"] is True
         s.sendall(b"CONNECT {}\r\n")
         assert f.readline() == b"-ERR 'Secure Connection - TLS Required'\r\n"
+
+
+# --- what nats-server lets a connection survive ----------------------------------------
+
+
+def test_publish_to_a_malformed_subject_keeps_the_connection(node):
+    """nats-server drops `a..b` without a word unless the client is pedantic;
+    nats-py, like nats.c, closes for good on an -ERR it does not know."""
+
+    async def main():
+        nc, errors = await connect(node.url)
+        sub = await nc.subscribe("after")
+        await nc.publish("a..b", b"x")
+        await nc.publish("after", b"y")
+        await w(nc.flush())
+        assert (await sub.next_msg(timeout=PATIENCE)).data == b"y"
+        assert nc.is_connected and errors == []
+        await w(nc.close())
+
+    run(main())
+
+
+def test_no_quorum_refusal_keeps_the_connection(start_node):
+    """A node of three alone refuses ordered publishes; nats-py reports it to
+    the error callback and stays connected."""
+    port = free_port("127.0.0.1")
+    peers = " ".join(f'node{i} = "127.0.0.{i}:{port if i == 1 else free_port(f"127.0.0.{i}")}"' for i in (1, 2, 3))
+    node = start_node(f"msgc_server {{ peers = [ {peers} ] keepalive_interval = 0.2 }}", port=port)
+
+    async def main():
+        nc, errors = await connect(node.url)
+        await nc.publish("ord.x", b"x")
+        await w(nc.flush())
+        for _ in range(int(PATIENCE * 100)):
+            if errors:
+                break
+            await asyncio.sleep(0.01)
+        assert any("no quorum" in str(e) for e in errors), errors
+        await w(nc.flush())
+        assert nc.is_connected
+        await w(nc.close())
+
+    run(main())
+
+
+def free_port(host):
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]

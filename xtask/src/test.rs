@@ -7,9 +7,11 @@
 //! 3. the fault harness as its own step: `cargo test --test faults ARGS...` (as root it first
 //!    installs `iptables` and `iproute2` with apt-get if missing; without root or network
 //!    namespaces the harness says loudly that it skipped, and passes);
-//! 4. if `tests/interop/` holds pytest files: make sure `nats-py` and `pytest` import, build
-//!    `target/debug/ecclusterd`, run `python3 -m pytest -q tests/interop` with
-//!    `ECCLUSTERD_BIN` set. (`nats-server` is for benchmarks only; not needed here.)
+//! 4. if `tests/interop/` holds pytest files: make sure `nats-py` and `pytest` import, and that
+//!    the other two client libraries and the reference server are there (Debian's
+//!    `libnats-dev` for nats.c, `nodejs` with npm's `nats` 2.x in `target/interop/js` for
+//!    nats.js, Debian's `nats-server`; apt-get as root), build `target/debug/ecclusterd`, run
+//!    `python3 -m pytest -q tests/interop` with `ECCLUSTERD_BIN` and `NODE_PATH` set.
 
 use std::path::Path;
 
@@ -48,13 +50,54 @@ pub fn run(args: &[String]) -> Result {
         return Ok(());
     }
     ensure_python_deps()?;
+    let node_path = ensure_client_deps()?;
     util::run(util::cargo().args(["build", "--bin", "ecclusterd"]))?;
     let bin = util::target_dir().join("debug").join("ecclusterd");
     util::run(
         util::cmd("python3")
             .args(["-m", "pytest", "-q", "tests/interop"])
-            .env("ECCLUSTERD_BIN", &bin),
+            .env("ECCLUSTERD_BIN", &bin)
+            .env("NODE_PATH", &node_path),
     )
+}
+
+/// The nats.js release the interop tests pin (npm `nats`, the 2.x line).
+const NATS_JS_VERSION: &str = "2.29.3";
+
+/// nats-server, nats.c (headers and library) and nats.js for tests/interop/test_clients.py;
+/// returns the `node_modules` folder to put on `NODE_PATH`.
+fn ensure_client_deps() -> Result<std::path::PathBuf> {
+    for (program, package) in [
+        ("nats-server", "nats-server"),
+        ("cc", "gcc"),
+        ("node", "nodejs"),
+    ] {
+        if util::find_or_apt_install(program, package).is_none() {
+            return Err(format!(
+                "the interop tests need `{program}` (Debian: {package})"
+            ));
+        }
+    }
+    if !Path::new("/usr/include/nats/nats.h").exists() {
+        util::apt_install("libnats-dev")?;
+    }
+    if util::find_or_apt_install("npm", "npm").is_none() {
+        return Err("the interop tests need npm to install nats.js (Debian: npm)".into());
+    }
+    let prefix = util::target_dir().join("interop").join("js");
+    let modules = prefix.join("node_modules");
+    let installed = std::fs::read_to_string(modules.join("nats").join("package.json"))
+        .is_ok_and(|p| p.contains(&format!("\"version\": \"{NATS_JS_VERSION}\"")));
+    if !installed {
+        std::fs::create_dir_all(&prefix).map_err(|e| format!("{}: {e}", prefix.display()))?;
+        util::run(
+            util::cmd("npm")
+                .args(["install", "--no-audit", "--no-fund", "--prefix"])
+                .arg(&prefix)
+                .arg(format!("nats@{NATS_JS_VERSION}")),
+        )?;
+    }
+    Ok(modules)
 }
 
 /// Whether `dir` (recursively) has a `test_*.py` or `*_test.py` file.
