@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::client::conn::{Connection, new_inbox};
+use crate::tls::ClientTls;
 
 /// Flush a publisher's buffer once it holds this much.
 const PUB_BATCH: usize = 64 * 1024;
@@ -89,6 +90,7 @@ struct SubEnd {
 /// `sub_servers[j % len]`. With `size` >= [`TAG`] each payload starts with
 /// its (publisher, sequence) tag, and the result tells whether every
 /// subscriber saw the same order and each publisher's messages in FIFO order.
+/// `tls`: connect with TLS where a server requires it.
 pub fn throughput(
     pub_servers: &[String],
     sub_servers: &[String],
@@ -96,6 +98,7 @@ pub fn throughput(
     subs: usize,
     msgs: u64,
     size: usize,
+    tls: Option<&ClientTls>,
 ) -> io::Result<Throughput> {
     if pub_servers.is_empty() || sub_servers.is_empty() {
         return Err(io::Error::other("no server to connect to"));
@@ -115,9 +118,11 @@ pub fn throughput(
     for (i, got_so_far) in progress.iter().enumerate() {
         let server = sub_servers[i % sub_servers.len()].clone();
         let (subject, ready, got_so_far) = (subject.clone(), ready.clone(), got_so_far.clone());
+        let tls = tls.cloned();
         sub_threads.push(std::thread::spawn(move || {
             smol::block_on(async {
-                let mut c = Connection::connect_default(&server, &format!("bench-sub-{i}")).await;
+                let name = format!("bench-sub-{i}");
+                let mut c = Connection::connect_default_tls(&server, &name, tls.as_ref()).await;
                 if let Ok(c) = c.as_mut() {
                     c.subscribe(&subject, None);
                     if let Err(e) = c.ping().await {
@@ -160,9 +165,11 @@ pub fn throughput(
     for i in 0..pubs {
         let server = pub_servers[i % pub_servers.len()].clone();
         let (subject, ready) = (subject.clone(), ready.clone());
+        let tls = tls.cloned();
         pub_threads.push(std::thread::spawn(move || {
             smol::block_on(async {
-                let c = Connection::connect_default(&server, &format!("bench-pub-{i}")).await;
+                let name = format!("bench-pub-{i}");
+                let c = Connection::connect_default_tls(&server, &name, tls.as_ref()).await;
                 ready.wait();
                 let mut c = c?;
                 let mut payload = vec![b'x'; size];
@@ -262,7 +269,7 @@ fn collect<P, S>(
 /// Request/reply round trips, one at a time, through a responder on its own
 /// connection.
 pub fn latency(server: &str, msgs: u64, size: usize) -> io::Result<Latency> {
-    latency_between(server, server, msgs, size)
+    latency_between(server, server, msgs, size, None)
 }
 
 /// As [`latency`], with the requester on `server` and the responder on
@@ -272,15 +279,18 @@ pub fn latency_between(
     responder_server: &str,
     msgs: u64,
     size: usize,
+    tls: Option<&ClientTls>,
 ) -> io::Result<Latency> {
     let subject = format!("bench.lat.{}", &new_inbox()[7..]);
     let ready = Arc::new(Barrier::new(2));
     let responder = {
         let (server, subject, ready) =
             (responder_server.to_owned(), subject.clone(), ready.clone());
+        let tls = tls.cloned();
         std::thread::spawn(move || {
             smol::block_on(async {
-                let c = Connection::connect_default(&server, "bench-responder").await;
+                let c =
+                    Connection::connect_default_tls(&server, "bench-responder", tls.as_ref()).await;
                 let mut c = match c {
                     Ok(mut c) => {
                         c.subscribe(&subject, None);
@@ -307,7 +317,7 @@ pub fn latency_between(
     };
     ready.wait();
     let rtts = smol::block_on(async {
-        let mut c = Connection::connect_default(server, "bench-requester").await?;
+        let mut c = Connection::connect_default_tls(server, "bench-requester", tls).await?;
         let inbox = new_inbox();
         c.subscribe(&format!("{inbox}.*"), None);
         c.ping().await?;
@@ -357,14 +367,17 @@ pub async fn idle_connections(
     ex: &smol::LocalExecutor<'_>,
     server: &str,
     n: usize,
+    tls: Option<&ClientTls>,
 ) -> (Vec<Connection>, Option<io::Error>) {
     let mut conns = Vec::with_capacity(n);
     let mut first_err = None;
     while conns.len() < n && first_err.is_none() {
         let batch: Vec<_> = (0..IDLE_PARALLEL.min(n - conns.len()))
             .map(|_| {
-                let server = server.to_owned();
-                ex.spawn(async move { Connection::connect_default(&server, "bench-idle").await })
+                let (server, tls) = (server.to_owned(), tls.cloned());
+                ex.spawn(async move {
+                    Connection::connect_default_tls(&server, "bench-idle", tls.as_ref()).await
+                })
             })
             .collect();
         for task in batch {

@@ -135,6 +135,44 @@ fn tls_client_sees_tls_required_and_does_pub_sub() {
     assert!(err.contains("requires TLS"), "{err}");
 }
 
+/// `ecclusterd bench` measures a TLS listener like any other.
+#[test]
+fn bench_runs_against_a_tls_listener() {
+    let pki = Pki::new("test CA");
+    let (cert, key) = pki.issue("node1", &["127.0.0.1"]);
+    let node = single(&tls_opts(&cert, &key, ""), "");
+    let addr = node.msgc().to_string();
+    let ca = pki.ca();
+    let tls = ["-s", &addr, "--tls-ca", &ca, "--json"];
+    let (code, out, err) = run_cmd(
+        &[&["bench", "--msgs", "2000", "--sub", "2"][..], &tls].concat(),
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(r["msgs"], 2000, "{r}");
+    assert_eq!(r["same_order"], true, "{r}");
+    assert_eq!(r["fifo"], true, "{r}");
+    let (code, out, err) = run_cmd(
+        &[&["bench", "--latency", "--msgs", "50"][..], &tls].concat(),
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(r["msgs"], 50, "{r}");
+    // Standard input is empty: the idle connections are let go at once.
+    let (code, out, err) = run_cmd(
+        &["bench", "--idle", "3", "-s", &addr, "--tls-ca", &ca],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ready 3"), "{out}");
+    // Without --tls-ca it says what is missing.
+    let (code, _, err) = run_cmd(&["bench", "--msgs", "10", "-s", &addr], None);
+    assert_ne!(code, 0);
+    assert!(err.contains("requires TLS"), "{err}");
+}
+
 #[test]
 fn plain_client_on_a_tls_listener_is_refused() {
     let pki = Pki::new("test CA");
@@ -221,6 +259,34 @@ msgc_server {{ connect_timeout = 0.5 }}
     let mut b = [0u8; 64];
     assert!(matches!(s.read(&mut b), Ok(0) | Err(_)));
     assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+}
+
+/// A TLS-first ECCluster_Listener at its connection limit closes the one
+/// over without writing plain text into what the dialler reads as TLS.
+#[test]
+fn a_tls_node_listener_at_its_limit_closes_without_plain_text() {
+    let pki = Pki::new("test CA");
+    let (cert, key) = pki.issue("node1", &["127.0.0.1"]);
+    let mut node = Node::start(&format!(
+        r#"
+cluster {{ nodename = "node1" }}
+ECCluster_Listener {{ Listen "127.0.0.1:0" {{ {opts} max_connections = 1 }} }}
+msgcserver_listener {{ Listen "127.0.0.1:0" {{ }} }}
+"#,
+        opts = tls_opts(&cert, &key, "")
+    ));
+    // The first connection holds the one slot while its handshake waits.
+    let _first = std::net::TcpStream::connect(node.eccluster()).expect("connect");
+    node.wait_for_log(&format!(
+        "ECCluster_Listener {}: accepted",
+        node.eccluster()
+    ));
+    let mut over = std::net::TcpStream::connect(node.eccluster()).expect("connect");
+    over.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let mut got = Vec::new();
+    let _ = over.read_to_end(&mut got);
+    assert!(got.is_empty(), "wrote {:?}", String::from_utf8_lossy(&got));
+    node.wait_for_log("at max_connections (1)");
 }
 
 /// Node `i`'s configuration (1-based) in a cluster of `ports.len()` nodes on

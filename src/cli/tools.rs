@@ -330,6 +330,15 @@ pub struct BenchArgs {
     /// open N idle connections (CONNECT + PING/PONG each), print `ready COUNT`, and hold them until standard input closes or SIGTERM
     #[argh(option)]
     idle: Option<usize>,
+    /// CA certificate (PEM) to verify a TLS server with; needed when the server requires TLS
+    #[argh(option)]
+    tls_ca: Option<PathBuf>,
+    /// client certificate (PEM) to present over TLS, with --tls-key
+    #[argh(option)]
+    tls_cert: Option<PathBuf>,
+    /// the client certificate's private key (PEM)
+    #[argh(option)]
+    tls_key: Option<PathBuf>,
 }
 
 pub fn publish(a: PubArgs) -> ExitCode {
@@ -623,8 +632,12 @@ pub fn send_file(a: SendFileArgs) -> ExitCode {
 
 pub fn bench(a: BenchArgs) -> ExitCode {
     let server = server(a.server, a.config);
+    let tls = match client_tls(&a.tls_ca, &a.tls_cert, &a.tls_key) {
+        Ok(t) => t,
+        Err(e) => return fail("TLS", e),
+    };
     if let Some(n) = a.idle {
-        return idle(&server, n);
+        return idle(&server, n, tls.as_ref());
     }
     if a.latency {
         let msgs = a.msgs.unwrap_or(10_000);
@@ -636,7 +649,7 @@ pub fn bench(a: BenchArgs) -> ExitCode {
                 .map_or_else(|| server.clone(), |s| s.trim().to_owned())
         };
         let (req, resp) = (first(&a.pub_server), first(&a.sub_server));
-        match bench::latency_between(&req, &resp, msgs, a.size) {
+        match bench::latency_between(&req, &resp, msgs, a.size, tls.as_ref()) {
             Ok(r) if a.json => println!("{}", serde_json::to_string(&r).unwrap_or_default()),
             Ok(r) => println!(
                 "request/reply {} B x {}: p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, max {:.1} us",
@@ -653,7 +666,16 @@ pub fn bench(a: BenchArgs) -> ExitCode {
             )
         };
         let (pub_servers, sub_servers) = (list(a.pub_server), list(a.sub_server));
-        match bench::throughput(&pub_servers, &sub_servers, a.r#pub, a.sub, msgs, a.size) {
+        let (pubs, subs) = (a.r#pub, a.sub);
+        match bench::throughput(
+            &pub_servers,
+            &sub_servers,
+            pubs,
+            subs,
+            msgs,
+            a.size,
+            tls.as_ref(),
+        ) {
             Ok(r) if a.json => println!("{}", serde_json::to_string(&r).unwrap_or_default()),
             Ok(r) => {
                 let yes = |b: Option<bool>| match b {
@@ -683,10 +705,10 @@ pub fn bench(a: BenchArgs) -> ExitCode {
 
 /// `bench --idle N`: open the connections, report how many, then answer the
 /// server's PINGs on each until standard input reaches end of file.
-fn idle(server: &str, n: usize) -> ExitCode {
+fn idle(server: &str, n: usize, tls: Option<&crate::tls::ClientTls>) -> ExitCode {
     let ex = smol::LocalExecutor::new();
     smol::block_on(ex.run(async {
-        let (conns, err) = bench::idle_connections(&ex, server, n).await;
+        let (conns, err) = bench::idle_connections(&ex, server, n, tls).await;
         if let Some(e) = err {
             eprintln!(
                 "ecclusterd: bench: {} of {n} connections to {server}: {e}",

@@ -207,8 +207,9 @@ pub trait Service: Send + Sync + 'static {
         shutdown: Shutdown,
     ) -> futures_lite::future::Boxed<()>;
 
-    /// Written to a connection refused because the socket is at its limit.
-    fn refusal(&self) -> &'static [u8];
+    /// Written to a connection refused because the socket is at its limit;
+    /// `None`: closed without a word. `tls` says the socket has TLS.
+    fn refusal(&self, tls: bool) -> Option<&'static [u8]>;
 }
 
 /// Live connections of one socket; shared with `status`.
@@ -268,10 +269,13 @@ pub async fn accept_loop(
         let guard = drain.clone();
         if live.load(Ordering::Relaxed) >= limit {
             log::warn!("{name} {local}: refusing {remote}: at max_connections ({limit})");
-            let refusal = service.refusal();
+            let refusal = service.refusal(tls.is_some());
             ex.spawn(async move {
                 let mut conn = conn;
-                conn.refuse(refusal).await;
+                match refusal {
+                    Some(line) => conn.refuse(line).await,
+                    None => conn.shutdown(),
+                }
                 drop(guard);
             })
             .detach();

@@ -260,7 +260,8 @@ impl Service for MsgcService {
         ))
     }
 
-    fn refusal(&self) -> &'static [u8] {
-        b"-ERR 'maximum connections exceeded'\r\n"
+    /// In plain text even with TLS: clients read INFO in plain text first.
+    fn refusal(&self, _tls: bool) -> Option<&'static [u8]> {
+        Some(b"-ERR 'maximum connections exceeded'\r\n")
     }
 }

@@ -168,8 +168,10 @@ impl Service for NodeService {
         })
     }
 
-    fn refusal(&self) -> &'static [u8] {
-        b"-ERR 'maximum connections exceeded'\r\n"
+    /// A TLS socket speaks TLS from the first byte: plain text there would
+    /// be garbage in the dialler's handshake, so it is closed without a word.
+    fn refusal(&self, tls: bool) -> Option<&'static [u8]> {
+        (!tls).then_some(b"-ERR 'maximum connections exceeded'\r\n")
     }
 }
 
