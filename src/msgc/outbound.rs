@@ -14,6 +14,8 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 
+use crate::client::proto::encode;
+
 /// Payloads at least this long are shared, not copied.
 pub const INLINE_MAX: usize = 512;
 /// Control lines may exceed the byte limit by this much.
@@ -226,10 +228,10 @@ fn append(chunks: &mut Vec<Chunk>, bytes: &[u8]) {
         return;
     }
     if let Some(Chunk::Inline(v)) = chunks.last_mut() {
-        v.extend_from_slice(bytes);
+        encode::extend(v, bytes);
     } else {
         let mut v = Vec::with_capacity(bytes.len().max(4096));
-        v.extend_from_slice(bytes);
+        encode::extend(&mut v, bytes);
         chunks.push(Chunk::Inline(v));
     }
 }

@@ -520,7 +520,7 @@ impl Delivery<'_> {
                 hdr.len(),
                 msg.payload.len(),
             );
-            self.head.extend_from_slice(hdr);
+            encode::extend(self.head, hdr);
         } else {
             encode_msg_head(
                 self.head,

@@ -1,6 +1,9 @@
-//! `cargo xtask bench [--quick] [--rows KEY,...]`: ecclusterd and nats-server side by side.
+//! `cargo xtask bench [--quick] [--glibc] [--rows KEY,...]`: ecclusterd and nats-server side
+//! by side.
 //!
-//! 1. `cargo build --release --bin ecclusterd`.
+//! 1. The binary that ships: the static musl build of `cargo xtask dist` ([`crate::dist`]),
+//!    or with `--glibc` the glibc release build; and `cargo build --release --bin ecclusterd`
+//!    for the load client, the same for every server measured.
 //! 2. Starts ecclusterd (temp config, ephemeral 127.0.0.1 ports) and, when it can be had
 //!    (PATH, else `apt-get install -y nats-server` as root), `nats-server -a 127.0.0.1 -p PORT`;
 //!    both under `ulimit -n 65536` (or the hard limit, where that is lower).
@@ -40,9 +43,10 @@ const IDLE_LIMIT: Duration = Duration::from_secs(120);
 /// Ratios within this of 1 are called even.
 const EVEN: f64 = 0.05;
 
-const USAGE: &str = "usage: cargo xtask bench [--quick] [--rows KEY,...]
+const USAGE: &str = "usage: cargo xtask bench [--quick] [--glibc] [--rows KEY,...]
 
   --quick        a tenth of the messages, 1,000 idle connections, one run per row
+  --glibc        measure the glibc release build instead of the shipped static musl binary
   --rows K,...   only these rows: 1x1-16 1x1-128 1x4-16 1x4-128 latency idle-rss conns-rss
                  c-1to3 c-1toall c-3to3 c-latency c-bulk (3-node clusters on 127.0.0.1-3)";
 
@@ -261,18 +265,22 @@ struct Outcome {
 
 struct Options {
     quick: bool,
+    /// Measure the glibc release build rather than the shipped static binary.
+    glibc: bool,
     rows: Option<Vec<String>>,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
     let mut opts = Options {
         quick: false,
+        glibc: false,
         rows: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => opts.quick = true,
+            "--glibc" => opts.glibc = true,
             "--rows" => {
                 let list = it
                     .next()
@@ -297,15 +305,22 @@ fn parse(args: &[String]) -> Result<Options> {
 pub fn run(args: &[String]) -> Result {
     let opts = parse(args)?;
     let started = Instant::now();
+    // The load client: one build for every server measured.
     util::run(util::cargo().args(["build", "--release", "--bin", "ecclusterd"]))?;
     let bin = util::target_dir().join("release").join("ecclusterd");
+    // The server measured: what ships, unless asked for the glibc build.
+    let served = if opts.glibc {
+        bin.clone()
+    } else {
+        crate::dist::static_binary(true)?
+    };
     let out_dir = util::target_dir().join("bench");
     std::fs::create_dir_all(&out_dir)
         .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
 
     let bench_started = Instant::now();
     let mut servers = vec![Server::ecclusterd(
-        &bin,
+        &served,
         &out_dir.join(format!("conf-{}", std::process::id())),
     )?];
     let nats_program = server::find_or_install_nats();
@@ -321,7 +336,7 @@ pub fn run(args: &[String]) -> Result {
     for s in &servers {
         eprintln!("{} (pid {}) ready on {}", s.name, s.pid(), s.addr);
     }
-    let machine = machine_info(&servers);
+    let machine = machine_info(&servers, &served);
 
     let runs = if opts.quick { 1 } else { RUNS };
     let mut specs: Vec<Spec> = specs(opts.quick)
@@ -337,7 +352,7 @@ pub fn run(args: &[String]) -> Result {
     if specs.iter().any(|s| s.kind.is_cluster()) {
         if server::cluster_ips_usable() {
             clusters.push(Cluster::ecclusterd(
-                &bin,
+                &served,
                 &out_dir.join(format!("cluster-{}", std::process::id())),
             )?);
             if let Some(p) = &nats_program {
@@ -1056,7 +1071,19 @@ impl Table {
 }
 
 /// nproc, CPU, memory, kernel, fd limit, versions.
-fn machine_info(servers: &[Server]) -> Vec<(String, String)> {
+/// Which build a binary is, and its size: the table must say what it measured.
+fn binary_info(bin: &Path) -> String {
+    let size = std::fs::metadata(bin).map_or(0, |m| m.len());
+    let kind = std::fs::read(bin)
+        .ok()
+        .and_then(|d| crate::elf::check_static(&d).ok())
+        .map_or("dynamic (glibc release build)".to_owned(), |l| {
+            format!("{l} (static musl, the shipped build)")
+        });
+    format!("{} — {kind}, {size} bytes", bin.display())
+}
+
+fn machine_info(servers: &[Server], served: &Path) -> Vec<(String, String)> {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let cpuinfo = read("/proc/cpuinfo");
     let cpu = cpuinfo
@@ -1083,6 +1110,7 @@ fn machine_info(servers: &[Server]) -> Vec<(String, String)> {
             read("/proc/sys/kernel/osrelease").trim().to_owned(),
         ),
         ("rustc".into(), rustc.trim().to_owned()),
+        ("ecclusterd binary".into(), binary_info(served)),
     ];
     for s in servers {
         info.push((s.name.to_owned(), s.version.clone()));

@@ -30,22 +30,13 @@ pub fn run(args: &[String]) -> Result {
     let version = util::package_version()?;
 
     // Fail before the slow build if a file that must ship is missing.
-    let bin = util::target_dir().join(TARGET).join(PROFILE).join(BIN);
-    let entries = entries(&root, &bin)?;
+    let entries = entries(
+        &root,
+        &util::target_dir().join(TARGET).join(PROFILE).join(BIN),
+    )?;
 
-    ensure_target()?;
-    if tls {
-        ensure_musl_gcc()?;
-    }
-    build(&bin, tls)?;
-
-    let data = fs::read(&bin).map_err(|e| format!("cannot read {}: {e}", bin.display()))?;
-    let linkage = crate::elf::check_static(&data)
-        .map_err(|e| format!("{} is not static: {e}", bin.display()))?;
-    println!(
-        "{}: {linkage} ELF, no PT_INTERP, no DT_NEEDED",
-        bin.display()
-    );
+    let bin = static_binary(tls)?;
+    let size = fs::metadata(&bin).map_or(0, |m| m.len());
 
     let out = util::output(util::cmd(&bin).arg("--version"))?;
     let out = out.trim();
@@ -78,7 +69,7 @@ pub fn run(args: &[String]) -> Result {
     fs::write(&sum_path, format!("{hex}  {archive_name}\n"))
         .map_err(|e| format!("cannot write {}: {e}", sum_path.display()))?;
 
-    println!("binary:  {}", util::size(data.len() as u64));
+    println!("binary:  {}", util::size(size));
     println!(
         "archive: {} -> {}",
         util::size(archive.len() as u64),
@@ -120,7 +111,7 @@ fn ensure_target() -> Result {
     util::run(util::cmd("rustup").args(["target", "add", TARGET]))
 }
 
-/// ring (rustls' crypto) compiles C and assembly for the target: musl-gcc (Debian
+/// ring (rustls' crypto) and mimalloc compile C for the target: musl-gcc (Debian
 /// `musl-tools`) is installed when missing.
 fn ensure_musl_gcc() -> Result {
     if util::on_path("musl-gcc").is_some() {
@@ -135,6 +126,23 @@ fn ensure_musl_gcc() -> Result {
 }
 
 /// Build the binary at `bin` (its path under the target dir).
+/// Builds the shipped binary (static musl, profile `dist`) and checks that it is static;
+/// returns its path. `cargo xtask bench` measures this one.
+pub fn static_binary(tls: bool) -> Result<PathBuf> {
+    let bin = util::target_dir().join(TARGET).join(PROFILE).join(BIN);
+    ensure_target()?;
+    ensure_musl_gcc()?;
+    build(&bin, tls)?;
+    let data = fs::read(&bin).map_err(|e| format!("cannot read {}: {e}", bin.display()))?;
+    let linkage = crate::elf::check_static(&data)
+        .map_err(|e| format!("{} is not static: {e}", bin.display()))?;
+    println!(
+        "{}: {linkage} ELF, no PT_INTERP, no DT_NEEDED",
+        bin.display()
+    );
+    Ok(bin)
+}
+
 fn build(bin: &Path, tls: bool) -> Result {
     let mut cmd = util::cargo();
     cmd.args([
@@ -146,9 +154,9 @@ fn build(bin: &Path, tls: bool) -> Result {
         "--bin",
         BIN,
     ]);
-    if tls {
-        cmd.env("CC_x86_64_unknown_linux_musl", "musl-gcc");
-    } else {
+    // C for the musl target either way: ring (TLS) and mimalloc (the allocator).
+    cmd.env("CC_x86_64_unknown_linux_musl", "musl-gcc");
+    if !tls {
         cmd.arg("--no-default-features");
     }
     // Append to the caller's flags. CARGO_ENCODED_RUSTFLAGS wins over RUSTFLAGS in cargo, so

@@ -228,5 +228,8 @@ pub(crate) fn trim_start(b: &[u8]) -> &[u8] {
 }
 
 pub(crate) fn utf8(b: &[u8]) -> Option<String> {
-    std::str::from_utf8(b).ok().map(str::to_owned)
+    // Copied without libc's memcpy: subjects are short (see `encode::extend`).
+    let mut v = Vec::with_capacity(b.len());
+    super::encode::extend(&mut v, b);
+    String::from_utf8(v).ok()
 }

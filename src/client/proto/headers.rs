@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use super::encode::extend;
+
 /// Header naming the sender of a delivered message: `#<client id>#<node>`.
 pub const MSGC_SENDER: &str = "Msgc-Sender";
 
@@ -72,9 +74,9 @@ pub fn status_block(code: u16, description: Option<&str>) -> Result<Vec<u8>, Bad
 }
 
 fn push_field(out: &mut Vec<u8>, key: &str, value: &str) {
-    out.extend_from_slice(key.as_bytes());
+    extend(out, key.as_bytes());
     out.extend_from_slice(b": ");
-    out.extend_from_slice(value.as_bytes());
+    extend(out, value.as_bytes());
     out.extend_from_slice(b"\r\n");
 }
 
@@ -89,7 +91,7 @@ pub fn with_header(block: Option<&[u8]>, key: &str, value: &str) -> Result<Vec<u
         return Err(BadHeader);
     }
     let mut out = Vec::with_capacity(block.len() + key.len() + value.len() + 4);
-    out.extend_from_slice(&block[..block.len() - 2]);
+    extend(&mut out, &block[..block.len() - 2]);
     push_field(&mut out, key, value);
     out.extend_from_slice(b"\r\n");
     Ok(out)
