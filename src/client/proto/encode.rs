@@ -23,28 +23,23 @@ pub fn extend(out: &mut Vec<u8>, src: &[u8]) {
     }
     out.reserve(src.len());
     let mut rest = src;
-    while let Some((piece, tail)) = rest.split_first_chunk::<32>() {
-        out.extend_from_slice(piece);
-        rest = tail;
+    while rest.len() >= 32 {
+        piece::<32>(out, &mut rest);
     }
-    if let Some((piece, tail)) = rest.split_first_chunk::<16>() {
-        out.extend_from_slice(piece);
-        rest = tail;
-    }
-    if let Some((piece, tail)) = rest.split_first_chunk::<8>() {
-        out.extend_from_slice(piece);
-        rest = tail;
-    }
-    if let Some((piece, tail)) = rest.split_first_chunk::<4>() {
-        out.extend_from_slice(piece);
-        rest = tail;
-    }
-    if let Some((piece, tail)) = rest.split_first_chunk::<2>() {
-        out.extend_from_slice(piece);
-        rest = tail;
-    }
-    if let Some(&b) = rest.first() {
-        out.push(b);
+    piece::<16>(out, &mut rest);
+    piece::<8>(out, &mut rest);
+    piece::<4>(out, &mut rest);
+    piece::<2>(out, &mut rest);
+    piece::<1>(out, &mut rest);
+}
+
+/// Moves the first `N` bytes of `rest`, if it has that many, to `out`: a copy
+/// of a length known at compile time, which the compiler inlines.
+#[inline(always)]
+fn piece<const N: usize>(out: &mut Vec<u8>, rest: &mut &[u8]) {
+    if let Some((head, tail)) = rest.split_first_chunk::<N>() {
+        out.extend_from_slice(head);
+        *rest = tail;
     }
 }
 
