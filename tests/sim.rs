@@ -256,6 +256,26 @@ fn replay() {
     println!("{}", explain(seed, &p, "replay", &r, usize::MAX));
 }
 
+/// KNOWN BUG (found by `cargo xtask sim --seeds 100000`, 4 of 100,000 seeds
+/// of the all-faults mix, 3 nodes): after more than f nodes crash, a node
+/// still holding an older view's uncommitted ops can go on in the *same*
+/// epoch, so two instances deliver different ops at one (epoch, op) — seen as
+/// an agreement or a queue-placement violation. The rule must re-form in a
+/// new epoch flagged `lost` there. Ignored until fixed; run with
+/// `cargo test --release --test sim known_divergence -- --ignored --nocapture`.
+#[test]
+#[ignore = "known bug: divergence within an epoch after more than f crashes"]
+fn known_divergence_after_more_than_f_crashes() {
+    let mut sum = Sum::default();
+    let start = Instant::now();
+    for seed in [32788, 76746, 79442, 97858] {
+        let p = SimParams::with_faults(3, Faults::all());
+        let r = run(seed, &p);
+        sum.add(seed, &p, r);
+    }
+    sum.verdict("all", start.elapsed().as_secs_f64());
+}
+
 #[test]
 fn no_faults_everything_commits_everywhere() {
     for seed in 0..20 {
