@@ -666,12 +666,11 @@ pub fn bench(a: BenchArgs) -> ExitCode {
             )
         };
         let (pub_servers, sub_servers) = (list(a.pub_server), list(a.sub_server));
-        let (pubs, subs) = (a.r#pub, a.sub);
         match bench::throughput(
             &pub_servers,
             &sub_servers,
-            pubs,
-            subs,
+            a.r#pub,
+            a.sub,
             msgs,
             a.size,
             tls.as_ref(),

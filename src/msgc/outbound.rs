@@ -55,6 +55,17 @@ struct Inner {
     waker: Option<Waker>,
 }
 
+impl Inner {
+    /// Remembers the writer's waker (one task: poll_take and poll_cut_off).
+    fn park<T>(&mut self, cx: &Context<'_>) -> Poll<T> {
+        match &self.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => self.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
 /// Limits of one queue.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -194,11 +205,7 @@ impl Outbound {
         if g.closed == Some(Closed::SlowConsumer) {
             return Poll::Ready(());
         }
-        match &g.waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => g.waker = Some(cx.waker().clone()),
-        }
-        Poll::Pending
+        g.park(cx)
     }
 
     /// Takes everything queued for the writer, or `Ready(None)` once the
@@ -215,11 +222,7 @@ impl Outbound {
         if g.closed.is_some() {
             return Poll::Ready(None);
         }
-        match &g.waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => g.waker = Some(cx.waker().clone()),
-        }
-        Poll::Pending
+        g.park(cx)
     }
 }
 

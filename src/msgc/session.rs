@@ -407,7 +407,12 @@ fn process(
                 if let Some(p) = shared.perms.get()
                     && !super::auth::may_subscribe(p, &subject)
                 {
-                    violation(shared, "Subscription", &subject, queue.as_deref());
+                    violation(
+                        shared,
+                        text::PERMISSIONS_VIOLATION_SUBSCRIPTION,
+                        &subject,
+                        queue.as_deref(),
+                    );
                     continue;
                 }
                 let r = router.get_or_insert_with(|| bus.router());
@@ -445,7 +450,7 @@ fn process(
                 if let Some(p) = shared.perms.get()
                     && !super::auth::may_publish(p, &subject)
                 {
-                    violation(shared, "Publish", &subject, None);
+                    violation(shared, text::PERMISSIONS_VIOLATION_PUBLISH, &subject, None);
                     continue;
                 }
                 Counters::add(&bus.counters.msgs_in, 1);
@@ -542,16 +547,16 @@ fn submit_group_changes(bus: &Bus, r: &mut super::router::Router) {
 
 /// A denied operation: said, dropped, and the connection kept (as NATS does).
 /// nats-server's wording, queue included: nats.js finds the subscription to
-/// fail by subject and queue.
+/// fail by subject and queue. `what` is one of `text::PERMISSIONS_VIOLATION_*`.
 fn violation(shared: &Shared, what: &str, subject: &str, queue: Option<&str>) {
     log::info!(
-        "msgc client {}: permissions violation for {what} to {subject:?}",
+        "msgc client {}: {what} to {subject:?}",
         shared.client.private_name
     );
     let queue = queue
         .map(|q| format!(" using queue \"{q}\""))
         .unwrap_or_default();
-    let line = format!("-ERR 'Permissions Violation for {what} to \"{subject}\"{queue}'\r\n");
+    let line = format!("-ERR '{what} to \"{subject}\"{queue}'\r\n");
     let _ = shared.client.out.push_control(line.as_bytes());
 }
 
