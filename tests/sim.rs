@@ -256,16 +256,14 @@ fn replay() {
     println!("{}", explain(seed, &p, "replay", &r, usize::MAX));
 }
 
-/// KNOWN BUG (found by `cargo xtask sim --seeds 100000`, 4 of 100,000 seeds
-/// of the all-faults mix, 3 nodes): after more than f nodes crash, a node
-/// still holding an older view's uncommitted ops can go on in the *same*
-/// epoch, so two instances deliver different ops at one (epoch, op) — seen as
-/// an agreement or a queue-placement violation. The rule must re-form in a
-/// new epoch flagged `lost` there. Ignored until fixed; run with
-/// `cargo test --release --test sim known_divergence -- --ignored --nocapture`.
+/// Found by `cargo xtask sim --seeds 100000` (4 of 100,000 seeds of the
+/// all-faults mix, 3 nodes): after two of three nodes crashed and re-formed
+/// a new epoch, one of them met the third, a leader deposed in the old
+/// epoch without knowing it, took its log from it alone and acked its
+/// uncommitted ops — two instances delivered different ops at one (epoch,
+/// op). A node now merges into another epoch only through a view change.
 #[test]
-#[ignore = "known bug: divergence within an epoch after more than f crashes"]
-fn known_divergence_after_more_than_f_crashes() {
+fn another_epochs_deposed_leader_is_not_revived() {
     let mut sum = Sum::default();
     let start = Instant::now();
     for seed in [32788, 76746, 79442, 97858] {

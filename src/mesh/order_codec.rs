@@ -257,11 +257,19 @@ fn put_msg(w: &mut Vec<u8>, m: &PeerMsg) {
             put_u64(w, *view);
             match state {
                 RecoveryState::Blank => w.push(0),
-                RecoveryState::Normal { leader_log: None } => w.push(1),
                 RecoveryState::Normal {
+                    epoch,
+                    leader_log: None,
+                } => {
+                    w.push(1);
+                    put_epoch(w, epoch);
+                }
+                RecoveryState::Normal {
+                    epoch,
                     leader_log: Some((log, commit)),
                 } => {
                     w.push(2);
+                    put_epoch(w, epoch);
                     put_u64(w, *commit);
                     put_log(w, log);
                 }
@@ -540,10 +548,14 @@ impl Reader<'_> {
                 let (nonce, view) = (self.u64()?, self.u64()?);
                 let state = match self.u8()? {
                     0 => RecoveryState::Blank,
-                    1 => RecoveryState::Normal { leader_log: None },
+                    1 => RecoveryState::Normal {
+                        epoch: self.epoch()?,
+                        leader_log: None,
+                    },
                     2 => {
-                        let commit = self.u64()?;
+                        let (epoch, commit) = (self.epoch()?, self.u64()?);
                         RecoveryState::Normal {
+                            epoch,
                             leader_log: Some((self.log()?, commit)),
                         }
                     }
@@ -730,12 +742,16 @@ mod tests {
             PeerMsg::RecoveryResponse {
                 nonce: 1,
                 view: 3,
-                state: RecoveryState::Normal { leader_log: None },
+                state: RecoveryState::Normal {
+                    epoch: log.epoch(),
+                    leader_log: None,
+                },
             },
             PeerMsg::RecoveryResponse {
                 nonce: 1,
                 view: 3,
                 state: RecoveryState::Normal {
+                    epoch: log.epoch(),
                     leader_log: Some((log, 44)),
                 },
             },

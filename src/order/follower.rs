@@ -132,9 +132,16 @@ impl Core {
                 } else {
                     self.ignored += 1;
                 }
-            } else if behind || other {
-                // A view or history this node has not got: fetch its log.
+            } else if behind {
+                // A view of our history this node has not got: fetch its log.
                 self.request_state(from, view);
+            } else if other {
+                // Another history: taking it from its leader alone could
+                // revive a view its nodes left before they lost their state
+                // (this node knows nothing of its later views). Ask its
+                // nodes to change views with us; the new leader decides
+                // from a majority what continues.
+                self.ask_to_join(epoch, view);
             } else {
                 self.ignored += 1;
             }

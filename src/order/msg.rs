@@ -170,14 +170,18 @@ pub struct DvcState {
 
 /// What a replica answers a `Recovery`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // rare (one per restart and peer); boxing buys nothing
 pub enum RecoveryState {
     /// It holds no state (it is itself a restarted node).
     Blank,
     /// It holds state but follows no live leader (view change, or suspecting).
     Stuck,
-    /// Normal in the response's view; the leader of that view adds its log
-    /// and commit.
-    Normal { leader_log: Option<(LogImage, u64)> },
+    /// Normal in the response's view of `epoch`; the leader of that view
+    /// adds its log and commit.
+    Normal {
+        epoch: super::Epoch,
+        leader_log: Option<(LogImage, u64)>,
+    },
 }
 
 /// Messages between the ordering cores of two nodes. The transport adds the

@@ -1,16 +1,16 @@
 //! Recovery of a restarted node (VR Revisited §4.3, without a disk): it
 //! asks every peer; once enough replicas to meet every majority (n minus a
-//! majority, plus one) answered as normal, including the leader of the
-//! highest view among them, it takes that leader's log. When a majority
+//! majority, plus one) answered as normal in one epoch, including the leader
+//! of the highest view among them, it takes that leader's log. When a majority
 //! answered and no live leader is among them, there is no view to recover
 //! from: it votes for a new one and takes part with an empty DoViewChange.
 
 use std::collections::BTreeMap;
 
-use super::NodeId;
 use super::follower::Following;
 use super::msg::{PeerMsg, RecoveryState};
 use super::replica::{Core, Role};
+use super::{Epoch, NodeId};
 
 /// What only a recovering node keeps.
 #[derive(Debug, Default)]
@@ -28,7 +28,8 @@ impl Recovering {
             matches!(
                 s,
                 RecoveryState::Normal {
-                    leader_log: Some(_)
+                    leader_log: Some(_),
+                    ..
                 }
             )
         })
@@ -68,9 +69,13 @@ impl Core {
         } else {
             match &self.role {
                 Role::Leader(_) if self.want.is_none() => RecoveryState::Normal {
+                    epoch: self.rep.epoch(),
                     leader_log: Some((self.rep.image(), self.rep.commit)),
                 },
-                Role::Follower(_) if self.sticky() => RecoveryState::Normal { leader_log: None },
+                Role::Follower(_) if self.sticky() => RecoveryState::Normal {
+                    epoch: self.rep.epoch(),
+                    leader_log: None,
+                },
                 _ => RecoveryState::Stuck,
             }
         };
@@ -99,24 +104,33 @@ impl Core {
         let Role::Recovering(r) = &self.role else {
             return;
         };
-        let normal: Vec<u64> = r
-            .answers
-            .values()
-            .filter(|(_, _, s)| matches!(s, RecoveryState::Normal { .. }))
-            .map(|(_, v, _)| *v)
-            .collect();
-        if normal.len() >= self.witnesses()
-            && let Some(&maxv) = normal.iter().max()
-        {
+        // Normal answers per epoch: how many, and their highest view. Views
+        // are agreed within one epoch only, so witnesses must share it.
+        let mut normal: BTreeMap<Epoch, (usize, u64)> = BTreeMap::new();
+        for (_, v, s) in r.answers.values() {
+            if let RecoveryState::Normal { epoch, .. } = s {
+                let e = normal.entry(*epoch).or_default();
+                e.0 += 1;
+                e.1 = e.1.max(*v);
+            }
+        }
+        let proven = normal
+            .iter()
+            .rev()
+            .find(|(_, (k, _))| *k >= self.witnesses())
+            .map(|(&e, &(_, v))| (e, v));
+        if let Some((epoch, maxv)) = proven {
             let leader = self.leader_of(maxv);
             if let Some((
                 inc,
                 v,
                 RecoveryState::Normal {
+                    epoch: theirs,
                     leader_log: Some((img, commit)),
                 },
             )) = r.answers.get(&leader).cloned()
                 && v == maxv
+                && theirs == epoch
             {
                 self.adopt(img, commit);
                 self.view = maxv;

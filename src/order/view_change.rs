@@ -440,9 +440,16 @@ impl Core {
                     inc > self.rep.stamp.leader_inc
                         || (inc == self.rep.stamp.leader_inc && log.op() >= self.rep.log.op())
                 }
-                _ => theirs != mine && !self.sticky(),
+                _ => false,
             };
         if !take {
+            if theirs != mine && !self.rep.blank && !self.sticky() && self.may_enter(theirs, view) {
+                // Another history, from a view change this node took no
+                // part in: only a view change with its nodes may merge it
+                // (see `on_prepare`).
+                self.ask_to_join(theirs, view);
+                return;
+            }
             self.ignored += 1;
             return;
         }

@@ -1661,8 +1661,11 @@ fn short(m: &PeerMsg) -> String {
                 crate::order::RecoveryState::Stuck => "stuck",
                 crate::order::RecoveryState::Normal {
                     leader_log: Some(_),
+                    ..
                 } => "leader",
-                crate::order::RecoveryState::Normal { leader_log: None } => "normal",
+                crate::order::RecoveryState::Normal {
+                    leader_log: None, ..
+                } => "normal",
             };
             write!(s, "RecoveryResponse {nonce} v{view} {kind}")
         }

@@ -598,6 +598,7 @@ pub fn msg_size(m: &PeerMsg) -> u64 {
         PeerMsg::RecoveryResponse { state, .. } => match state {
             crate::order::RecoveryState::Normal {
                 leader_log: Some((l, _)),
+                ..
             } => image(l),
             _ => 8,
         },
