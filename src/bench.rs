@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::client::conn::{Connection, new_inbox};
-use crate::tls::ClientTls;
+use crate::net::tls::ClientTls;
 
 /// Flush a publisher's buffer once it holds this much.
 const PUB_BATCH: usize = 64 * 1024;

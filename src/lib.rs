@@ -13,8 +13,9 @@ pub mod daemon;
 pub mod logger;
 pub mod mesh;
 pub mod msgc;
+pub mod net;
 pub mod node;
 pub mod order;
 pub mod sim;
 pub mod subject;
-pub mod tls;
+

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use ecclusterd::client::conn::Connection;
-use ecclusterd::tls::ClientTls;
+use ecclusterd::net::tls::ClientTls;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
 /// A CA and certificates it signs, written as PEM files into a temp dir.

@@ -46,7 +46,7 @@ fn client_tls(
     ca: &Option<PathBuf>,
     cert: &Option<PathBuf>,
     key: &Option<PathBuf>,
-) -> Result<Option<crate::tls::ClientTls>, String> {
+) -> Result<Option<crate::net::tls::ClientTls>, String> {
     let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
     let Some(ca) = ca else {
         return match (cert, key) {
@@ -60,7 +60,7 @@ fn client_tls(
         (None, None) => None,
         _ => return Err("--tls-cert and --tls-key go together".to_owned()),
     };
-    crate::tls::ClientTls::new(
+    crate::net::tls::ClientTls::new(
         &ca,
         pair.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
     )
@@ -704,7 +704,7 @@ pub fn bench(a: BenchArgs) -> ExitCode {
 
 /// `bench --idle N`: open the connections, report how many, then answer the
 /// server's PINGs on each until standard input reaches end of file.
-fn idle(server: &str, n: usize, tls: Option<&crate::tls::ClientTls>) -> ExitCode {
+fn idle(server: &str, n: usize, tls: Option<&crate::net::tls::ClientTls>) -> ExitCode {
     let ex = smol::LocalExecutor::new();
     smol::block_on(ex.run(async {
         let (conns, err) = bench::idle_connections(&ex, server, n, tls).await;

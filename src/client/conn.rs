@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use async_net::TcpStream;
 
-use crate::daemon::Conn;
-use crate::tls::ClientTls;
+use crate::net::Conn;
+use crate::net::tls::ClientTls;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 
 use super::proto::{self, ConnectOptions, Delivery, ServerInfo, ServerOp, ServerParser, encode};
@@ -74,7 +74,7 @@ impl Connection {
         match (c.info.tls_required == Some(true), tls) {
             (true, Some(tls)) => {
                 let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
-                c.stream = crate::tls::connect(c.stream.clone(), tls, host).await?;
+                c.stream = crate::net::tls::connect(c.stream.clone(), tls, host).await?;
             }
             (true, None) => {
                 return Err(io::Error::other(

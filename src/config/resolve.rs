@@ -15,7 +15,7 @@ use super::settings::{
     BusSettings, ListenAddr, ListenerSettings, MsgcClientSettings, MsgcCommon, MsgcServerSettings,
     Peer, Permissions, Settings, SocketSettings, TlsSettings,
 };
-use crate::tls::{Material, Part, VerifyMode};
+use crate::net::tls::{Material, Part, VerifyMode};
 
 /// Momentum's debug levels.
 pub(crate) const DEBUG_LEVELS: [&str; 6] =

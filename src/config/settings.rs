@@ -65,8 +65,8 @@ pub struct TlsSettings {
     pub certificate: PathBuf,
     pub key: PathBuf,
     pub client_ca: Option<PathBuf>,
-    pub verify_mode: crate::tls::VerifyMode,
-    pub material: crate::tls::Material,
+    pub verify_mode: crate::net::tls::VerifyMode,
+    pub material: crate::net::tls::Material,
 }
 
 impl ListenerSettings {

@@ -2,10 +2,7 @@
 //! an orderly stop. Everything here moves bytes and time; decisions live in
 //! the sans-IO modules.
 
-mod conn;
-mod listener;
 mod reload;
-mod shutdown;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -14,9 +11,7 @@ use std::time::Duration;
 use async_signal::{Signal, Signals};
 use futures_lite::{FutureExt, StreamExt};
 
-pub use conn::{Conn, Remote};
-pub use listener::{BindError, Local, Service};
-pub use shutdown::{Drain, DrainGuard, Shutdown, Trigger};
+use crate::net::{BindError, Drain, Service, listener, shutdown};
 
 use crate::config::{ConfigPath, Identity, ListenerSettings, Settings};
 use crate::mesh::Mesh;

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use smol::Timer;
 
 use crate::config::{Peer, Settings};
-use crate::daemon::{Conn, Shutdown};
+use crate::net::{Conn, Shutdown};
 use frame::{Decoder, Frame};
 use handshake::{HELLO_VERB, Hello, PROTOCOL, WELCOME_VERB, Welcome};
 
@@ -101,7 +101,7 @@ pub struct Mesh {
     secret: Option<secret::Secret>,
     /// TLS of our msgcserver_listener: links to peers use it too (our
     /// certificate presented, theirs checked against `tls_client_ca`).
-    tls: Option<crate::tls::ClientTls>,
+    tls: Option<crate::net::tls::ClientTls>,
 }
 
 impl Mesh {
@@ -326,7 +326,7 @@ impl Mesh {
             // TLS after INFO, as NATS clients do; both ends must agree on it.
             match (info.tls_required == Some(true), &self.tls) {
                 (true, Some(tls)) => {
-                    conn = crate::tls::connect(conn, tls, &peer.host)
+                    conn = crate::net::tls::connect(conn, tls, &peer.host)
                         .await
                         .map_err(|e| format!("TLS handshake failed: {e}"))?;
                 }
@@ -488,7 +488,7 @@ impl Mesh {
     /// Over TLS, the peer's client certificate must be valid for its host in `peers`.
     pub fn check_certificate(&self, name: &str, conn: &Conn) -> Result<(), String> {
         match self.peers.iter().find(|p| p.name == name) {
-            Some(peer) => crate::tls::check_peer_name(conn, &peer.host),
+            Some(peer) => crate::net::tls::check_peer_name(conn, &peer.host),
             None => Err(format!("`{name}` is not in peers")),
         }
     }

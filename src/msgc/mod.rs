@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::client::proto::{self, ServerInfo};
 use crate::config::Settings;
-use crate::daemon::{Conn, Local, Remote, Service, Shutdown};
+use crate::net::{Conn, Local, Remote, Service, Shutdown};
 use crate::mesh::Mesh;
 
 pub use auth::Auth;
@@ -182,7 +182,7 @@ impl Bus {
         local: &Local,
         private_name: &str,
         peer_nonce: Option<&str>,
-        tls: Option<crate::tls::VerifyMode>,
+        tls: Option<crate::net::tls::VerifyMode>,
     ) -> Vec<u8> {
         let (host, port) = match local {
             Local::Tcp(a) => (a.ip().to_string(), a.port()),
@@ -205,7 +205,7 @@ impl Bus {
             cluster: Some("msgc".to_owned()),
             auth_required: self.auth.required().then_some(true),
             tls_required: tls.map(|_| true),
-            tls_verify: (tls == Some(crate::tls::VerifyMode::Require)).then_some(true),
+            tls_verify: (tls == Some(crate::net::tls::VerifyMode::Require)).then_some(true),
             msgc_private_name: Some(private_name.to_owned()),
             msgc_peer_nonce: peer_nonce.map(str::to_owned),
         };
@@ -247,7 +247,7 @@ impl Service for MsgcService {
         conn: Conn,
         remote: Remote,
         local: Local,
-        tls: Option<crate::tls::Material>,
+        tls: Option<crate::net::tls::Material>,
         shutdown: Shutdown,
     ) -> futures_lite::future::Boxed<()> {
         Box::pin(session::serve(

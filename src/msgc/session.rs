@@ -16,7 +16,7 @@ use super::outbound::{Batch, Closed};
 use super::router::{Client, Message};
 use super::status::Counters;
 use crate::client::proto::{self, ConnectOptions, Op, ProtoError, Publish, text};
-use crate::daemon::{Conn, Local, Remote, Shutdown};
+use crate::net::{Conn, Local, Remote, Shutdown};
 
 /// Read buffer bounds: a busy publisher's buffer grows to the maximum so one
 /// syscall brings many frames; an idle connection's stays small (10,000 idle
@@ -48,7 +48,7 @@ pub async fn serve(
     mut conn: Conn,
     remote: Remote,
     local: Local,
-    tls: Option<crate::tls::Material>,
+    tls: Option<crate::net::tls::Material>,
     shutdown: Shutdown,
 ) {
     let id = bus.next_client_id();
@@ -191,13 +191,13 @@ enum Upgrade {
 }
 
 /// The server side of the TLS handshake after INFO.
-async fn upgrade(mut conn: Conn, tls: &crate::tls::Material) -> Result<Conn, Upgrade> {
-    let first = crate::tls::first_bytes(&mut conn)
+async fn upgrade(mut conn: Conn, tls: &crate::net::tls::Material) -> Result<Conn, Upgrade> {
+    let first = crate::net::tls::first_bytes(&mut conn)
         .await
         .map_err(Upgrade::Failed)?;
     match first.first() {
         None => Err(Upgrade::Failed(std::io::ErrorKind::UnexpectedEof.into())),
-        Some(&crate::tls::HANDSHAKE_RECORD) => crate::tls::accept(conn, tls, first)
+        Some(&crate::net::tls::HANDSHAKE_RECORD) => crate::net::tls::accept(conn, tls, first)
             .await
             .map_err(Upgrade::Failed),
         Some(_) => Err(Upgrade::Plain),

@@ -24,7 +24,7 @@ use super::codec::{
 };
 use super::files::Incoming;
 use crate::config::{Peer, Settings};
-use crate::daemon::{Conn, Shutdown};
+use crate::net::{Conn, Shutdown};
 use crate::mesh::{self, Mesh, handshake};
 use crate::mesh::{read_line, secret};
 use crate::msgc::Bus;
@@ -101,7 +101,7 @@ pub struct NodeLinks {
     pub(super) direct: super::direct::Senders,
     /// TLS of our ECCluster_Listener: links we dial use it too (TLS from the
     /// first byte; our certificate presented, theirs checked against `tls_client_ca`).
-    tls: Option<crate::tls::ClientTls>,
+    tls: Option<crate::net::tls::ClientTls>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -263,7 +263,7 @@ impl NodeLinks {
                 .iter()
                 .find(|p| p.name == peer)
                 .map_or(peer, |p| p.host.as_str());
-            conn = crate::tls::connect(conn, tls, host)
+            conn = crate::net::tls::connect(conn, tls, host)
                 .await
                 .map_err(|e| format!("TLS handshake failed: {e}"))?;
         }
@@ -319,7 +319,7 @@ impl NodeLinks {
         self: Arc<Self>,
         mut conn: Conn,
         remote: Option<SocketAddr>,
-        tls: Option<crate::tls::Material>,
+        tls: Option<crate::net::tls::Material>,
     ) {
         let who = remote.map_or_else(|| "unix socket".to_owned(), |a| a.to_string());
         let mut pending = Vec::new();
@@ -327,7 +327,7 @@ impl NodeLinks {
         let mut ours = None;
         let handshake = async {
             if let Some(tls) = &tls {
-                conn = crate::tls::accept(conn.clone(), tls, Vec::new())
+                conn = crate::net::tls::accept(conn.clone(), tls, Vec::new())
                     .await
                     .map_err(|e| format!("TLS handshake failed: {e}"))?;
             }

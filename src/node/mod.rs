@@ -18,7 +18,7 @@ use bytes::Bytes;
 use futures_lite::FutureExt;
 use serde_json::json;
 
-use crate::daemon::{Conn, Local, Remote, Service, Shutdown};
+use crate::net::{Conn, Local, Remote, Service, Shutdown};
 use codec::Frame;
 pub use links::NodeLinks;
 
@@ -154,7 +154,7 @@ impl Service for NodeService {
         conn: Conn,
         remote: Remote,
         _local: Local,
-        tls: Option<crate::tls::Material>,
+        tls: Option<crate::net::tls::Material>,
         shutdown: Shutdown,
     ) -> futures_lite::future::Boxed<()> {
         let links = self.0.clone();

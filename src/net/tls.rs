@@ -18,7 +18,7 @@
 
 use std::io;
 
-use crate::daemon::Conn;
+use crate::net::Conn;
 
 /// `tls_verify_mode`: whether a listener asks connecting clients for a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +89,7 @@ mod enabled {
     use sha2::Digest;
 
     use super::{Part, VerifyMode};
-    use crate::daemon::Conn;
+    use crate::net::Conn;
 
     fn provider() -> Arc<CryptoProvider> {
         Arc::new(rustls::crypto::ring::default_provider())
@@ -427,7 +427,7 @@ mod disabled {
     use std::io;
 
     use super::{Part, VerifyMode};
-    use crate::daemon::Conn;
+    use crate::net::Conn;
 
     const NO_TLS: &str = "this ecclusterd was built without TLS (cargo feature `tls`)";
 

@@ -15,8 +15,8 @@ use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 pub enum Conn {
     Tcp(TcpStream),
     Unix(UnixStream),
-    /// A TLS session over one of the above (see `crate::tls`).
-    Tls(crate::tls::TlsConn),
+    /// A TLS session over one of the above (see `crate::net::tls`).
+    Tls(crate::net::tls::TlsConn),
 }
 
 /// Where a connection came from, for logs and `INFO`.

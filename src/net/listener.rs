@@ -203,7 +203,7 @@ pub trait Service: Send + Sync + 'static {
         conn: Conn,
         remote: Remote,
         local: Local,
-        tls: Option<crate::tls::Material>,
+        tls: Option<crate::net::tls::Material>,
         shutdown: Shutdown,
     ) -> futures_lite::future::Boxed<()>;
 
