@@ -15,8 +15,8 @@ use crate::net::{BindError, Drain, Service, listener, shutdown};
 
 use crate::config::{ConfigPath, Identity, ListenerSettings, Settings};
 use crate::mesh::Mesh;
-use crate::msgc::{Bus, MsgcService};
-use crate::node::{NodeLinks, NodeService};
+use crate::msgc::{Bus, MsgcService, Server, ordered};
+use crate::node::{NodeLinks, NodeService, Traffic};
 
 /// How long connections get to finish after SIGTERM before the process exits.
 const STOP_GRACE: Duration = Duration::from_millis(800);
@@ -86,40 +86,49 @@ async fn serve(
     let secret = load_secret(&settings).map_err(StartError::Secret)?;
 
     // Bind everything before serving anything: a half-bound daemon never runs.
+    let eccluster = bind_all(&settings.eccluster)?;
+    let msgcserver = bind_all(&settings.msgcserver)?;
+    let eccluster_port = eccluster
+        .iter()
+        .find_map(|b| b.local.tcp().map(|a| a.port()));
+
+    // Then build each service from the ones below it, complete.
     let (trigger, shutdown) = shutdown::channel();
     let bus = Arc::new(Bus::new(&settings));
-    let node_links = NodeLinks::new(&settings, &bus, ex.clone(), shutdown.clone());
-    bus.set_node_links(node_links.clone());
-    let eccluster: Arc<dyn Service> = Arc::new(NodeService(node_links.clone()));
-    let msgc: Arc<dyn Service> = Arc::new(MsgcService(bus.clone()));
-    let mut bound = Vec::new();
-    for (l, service) in [
-        (&settings.eccluster, &eccluster),
-        (&settings.msgcserver, &msgc),
-    ] {
-        for b in bind_all(l)? {
-            bound.push((b, service.clone()));
-        }
-    }
-
-    let eccluster_port = bound
-        .iter()
-        .filter(|(b, _)| b.listener == "ECCluster_Listener")
-        .find_map(|(b, _)| b.local.tcp().map(|a| a.port()));
-    if settings
+    let has_peers = settings
         .server
         .peers
         .iter()
-        .any(|p| p.name != settings.node)
-    {
+        .any(|p| p.name != settings.node);
+    let (mesh, ordered) = if has_peers {
         let (mesh, events) = Mesh::new(&settings, eccluster_port, secret);
-        bus.set_mesh(mesh.clone());
-        node_links.set_mesh(mesh.clone());
-        let ordered =
-            crate::msgc::ordered::start(bus.clone(), mesh.clone(), events, &settings, &ex);
-        bus.set_ordered(ordered);
+        let ordered = ordered::start(bus.clone(), mesh.clone(), events, &settings, &ex);
+        (Some(mesh), Some(ordered))
+    } else {
+        (None, None)
+    };
+    let traffic = Arc::new(Traffic::default());
+    let server = Arc::new(Server {
+        bus: bus.clone(),
+        mesh: mesh.clone(),
+        ordered,
+        traffic: traffic.clone(),
+    });
+    let links = NodeLinks::new(
+        &settings,
+        server.clone(),
+        traffic,
+        mesh.clone(),
+        ex.clone(),
+        shutdown.clone(),
+    );
+    let node_service: Arc<dyn Service> = Arc::new(NodeService(links.clone()));
+    let msgc_service: Arc<dyn Service> = Arc::new(MsgcService { server, links });
+    if let Some(mesh) = &mesh {
         mesh.start(&ex, shutdown.clone());
     }
+    let bound = (eccluster.into_iter().map(|b| (b, node_service.clone())))
+        .chain(msgcserver.into_iter().map(|b| (b, msgc_service.clone())));
     let drain = Drain::new();
     for (b, service) in bound {
         log::info!("{}: listening on {}", b.listener, b.local);

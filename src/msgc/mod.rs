@@ -12,13 +12,15 @@ pub mod status;
 pub mod stream;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::client::proto::{self, ServerInfo};
 use crate::config::Settings;
 use crate::net::{Conn, Local, Remote, Service, Shutdown};
 use crate::mesh::Mesh;
+use crate::node::{self, NodeLinks};
 
 pub use auth::Auth;
 use router::Router;
@@ -71,9 +73,6 @@ pub struct Bus {
     started: Instant,
     server_id: String,
     listeners: Mutex<Vec<ListenerStatus>>,
-    mesh: OnceLock<Arc<Mesh>>,
-    ordered: OnceLock<Arc<ordered::Ordered>>,
-    node_links: OnceLock<Arc<crate::node::NodeLinks>>,
     /// Reply subjects of requests from other nodes, and those nodes: replies
     /// go there directly instead of through the order.
     reply_routes: Mutex<crate::node::direct::Routes>,
@@ -102,30 +101,8 @@ impl Bus {
             started: Instant::now(),
             server_id: format!("ECCLUSTERD-{}-{:x}", settings.node, seed & 0xffff_ffff),
             listeners: Mutex::new(Vec::new()),
-            mesh: OnceLock::new(),
-            ordered: OnceLock::new(),
-            node_links: OnceLock::new(),
             reply_routes: Mutex::new(crate::node::direct::Routes::default()),
         }
-    }
-
-    /// Attaches the server mesh (nodes with peers); peer handshakes on this
-    /// listener are handed to it.
-    pub fn set_mesh(&self, mesh: Arc<Mesh>) {
-        let _ = self.mesh.set(mesh);
-    }
-
-    pub fn mesh(&self) -> Option<&Arc<Mesh>> {
-        self.mesh.get()
-    }
-
-    /// The direct node links that answer `$MSGC.PING.<node>` and friends.
-    pub fn set_node_links(&self, n: Arc<crate::node::NodeLinks>) {
-        let _ = self.node_links.set(n);
-    }
-
-    pub fn node_links(&self) -> Option<&Arc<crate::node::NodeLinks>> {
-        self.node_links.get()
     }
 
     /// A request from `node` asked for replies on `subject`.
@@ -143,15 +120,6 @@ impl Bus {
             .unwrap_or_else(|p| p.into_inner())
             .node_for(subject)
             .map(str::to_owned)
-    }
-
-    /// With peers, publishes go through the total order.
-    pub fn set_ordered(&self, o: Arc<ordered::Ordered>) {
-        let _ = self.ordered.set(o);
-    }
-
-    pub fn ordered(&self) -> Option<&Arc<ordered::Ordered>> {
-        self.ordered.get()
     }
 
     /// Locks the routing table. Held for one read's worth of operations.
@@ -213,12 +181,43 @@ impl Bus {
         proto::encode::info(&mut out, &info);
         out
     }
+}
+
+/// The bus and what this node is part of, as client sessions and node links
+/// see it. Built once, complete, by `daemon`.
+pub struct Server {
+    pub bus: Arc<Bus>,
+    /// The peer mesh (nodes with peers): peer handshakes on this listener
+    /// are handed to it.
+    pub mesh: Option<Arc<Mesh>>,
+    /// With peers, publishes go through the total order.
+    pub ordered: Option<Arc<ordered::Ordered>>,
+    /// The direct links' traffic, for status.
+    pub traffic: Arc<node::Traffic>,
+}
+
+impl Deref for Server {
+    type Target = Bus;
+    fn deref(&self) -> &Bus {
+        &self.bus
+    }
+}
+
+impl Server {
+    pub fn mesh(&self) -> Option<&Arc<Mesh>> {
+        self.mesh.as_ref()
+    }
+
+    pub fn ordered(&self) -> Option<&Arc<ordered::Ordered>> {
+        self.ordered.as_ref()
+    }
 
     pub fn status(&self, router: &Router) -> Status {
         Status::collect(
             &self.node,
             self.started,
             &self.counters,
+            &self.traffic,
             Gauges {
                 connections: router.connections() as u64,
                 subscriptions: router.subscriptions() as u64,
@@ -238,8 +237,46 @@ impl Bus {
     }
 }
 
-/// msgcserver_listener's service.
-pub struct MsgcService(pub Arc<Bus>);
+impl node::Port for Server {
+    fn deliver(&self, d: &node::codec::Delivery) {
+        self.router().publish(
+            0,
+            &router::Message {
+                subject: &d.subject,
+                reply: d.reply.as_deref(),
+                headers: d.headers.as_deref(),
+                payload: &d.payload,
+                sender: &d.sender,
+            },
+        );
+    }
+
+    fn publish_system(&self, subject: &str, payload: &[u8]) {
+        self.router().publish_system(subject, payload);
+    }
+
+    fn no_responders(&self, client: u64, reply: &str) {
+        self.router().send_no_responders(client, reply);
+    }
+
+    fn status_json(&self) -> Vec<u8> {
+        Server::status_json(self, &self.router())
+    }
+}
+
+/// msgcserver_listener's service: sessions see the server and reach other
+/// nodes through the node links.
+pub struct MsgcService {
+    pub server: Arc<Server>,
+    pub links: Arc<NodeLinks>,
+}
+
+impl Deref for MsgcService {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.server
+    }
+}
 
 impl Service for MsgcService {
     fn serve(
@@ -251,7 +288,7 @@ impl Service for MsgcService {
         shutdown: Shutdown,
     ) -> futures_lite::future::Boxed<()> {
         Box::pin(session::serve(
-            self.0.clone(),
+            self,
             conn,
             remote,
             local,

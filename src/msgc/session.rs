@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_lite::{AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt, future};
 use smol::Timer;
 
-use super::Bus;
+use super::MsgcService;
 use super::ordered::Input;
 use super::outbound::{Batch, Closed};
 use super::router::{Client, Message};
@@ -44,7 +44,7 @@ struct Shared {
 }
 
 pub async fn serve(
-    bus: Arc<Bus>,
+    bus: Arc<MsgcService>,
     mut conn: Conn,
     remote: Remote,
     local: Local,
@@ -215,7 +215,7 @@ fn err_line(text: &str) -> Vec<u8> {
 }
 
 async fn read_half(
-    bus: &Bus,
+    bus: &MsgcService,
     shared: &Shared,
     mut conn: Conn,
     remote: &Remote,
@@ -274,7 +274,7 @@ async fn read_half(
 /// Handles what the parser holds, waiting for room in the ordering queue
 /// when it is full. True when the connection must end.
 async fn handle(
-    bus: &Bus,
+    bus: &MsgcService,
     shared: &Shared,
     parser: &mut proto::ClientParser,
     connect_deadline: &mut Option<Timer>,
@@ -347,7 +347,7 @@ enum Flow {
 /// Handles every complete operation of one read. The router is locked at
 /// most once per read, and released before the next await.
 fn process(
-    bus: &Bus,
+    bus: &MsgcService,
     shared: &Shared,
     parser: &mut proto::ClientParser,
     connect_deadline: &mut Option<Timer>,
@@ -458,7 +458,7 @@ fn process(
                 // the daemon's alone: answered later, from a task, over the
                 // direct link; never routed to subscribers.
                 if let Some(req) = crate::node::Request::parse(&subject) {
-                    if let (Some(reply), Some(n)) = (reply, bus.node_links()) {
+                    if let (Some(reply), Some(n)) = (reply, Some(&bus.links)) {
                         n.request(req, payload, reply);
                     }
                     ok(shared);
@@ -478,7 +478,7 @@ fn process(
                             .filter(|n| *n != bus.node)
                             .map(str::to_owned)
                     });
-                    if let (Some(node), Some(links)) = (target, bus.node_links()) {
+                    if let (Some(node), Some(links)) = (target, Some(&bus.links)) {
                         let d = crate::node::codec::Delivery {
                             subject: subject.clone(),
                             reply: reply.clone(),
@@ -533,7 +533,7 @@ fn process(
 }
 
 /// Hands local group joins and leaves to the total order (nodes with peers).
-fn submit_group_changes(bus: &Bus, r: &mut super::router::Router) {
+fn submit_group_changes(bus: &MsgcService, r: &mut super::router::Router) {
     let Some(ord) = bus.ordered() else { return };
     for ch in r.take_group_changes() {
         ord.submit_group(Input::Group {
@@ -589,7 +589,7 @@ fn report(shared: &Shared, e: &ProtoError, remote: &Remote) {
 }
 
 /// Applies CONNECT; false when the client must go (bad credentials).
-fn connect(bus: &Bus, shared: &Shared, opts: &ConnectOptions, remote: &Remote) -> bool {
+fn connect(bus: &MsgcService, shared: &Shared, opts: &ConnectOptions, remote: &Remote) -> bool {
     let Some(who) = bus.auth.authenticate(opts) else {
         Counters::add(&bus.counters.refused_auth, 1);
         log::warn!("msgc client from {remote}: authorization violation");
@@ -675,7 +675,7 @@ async fn write_batch(conn: &mut Conn, batch: &Batch) -> std::io::Result<()> {
     conn.flush().await
 }
 
-async fn keepalive(bus: &Bus, shared: &Shared) {
+async fn keepalive(bus: &MsgcService, shared: &Shared) {
     let every = bus.limits.keepalive_interval;
     if every.is_zero() {
         return future::pending().await;

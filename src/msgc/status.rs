@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::mesh::PeerStatus;
 use crate::msgc::ordered::OrderStatus;
+use crate::node::Traffic;
 
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -18,11 +19,6 @@ pub struct Counters {
     pub slow_consumers: AtomicU64,
     pub connections_total: AtomicU64,
     pub refused_auth: AtomicU64,
-    /// Frames and bytes on the direct node links (ECCluster_Listener).
-    pub direct_frames_in: AtomicU64,
-    pub direct_frames_out: AtomicU64,
-    pub direct_bytes_in: AtomicU64,
-    pub direct_bytes_out: AtomicU64,
 }
 
 impl Counters {
@@ -84,10 +80,12 @@ pub struct Gauges {
 }
 
 impl Status {
+    #[allow(clippy::too_many_arguments)] // one source per field group, named at the one call
     pub fn collect(
         node: &str,
         started: Instant,
         c: &Counters,
+        direct: &Traffic,
         g: Gauges,
         listeners: Vec<ListenerStatus>,
         peers: Vec<PeerStatus>,
@@ -107,10 +105,10 @@ impl Status {
             bytes_out: Counters::get(&c.bytes_out),
             slow_consumers: Counters::get(&c.slow_consumers),
             auth_failures: Counters::get(&c.refused_auth),
-            direct_frames_in: Counters::get(&c.direct_frames_in),
-            direct_frames_out: Counters::get(&c.direct_frames_out),
-            direct_bytes_in: Counters::get(&c.direct_bytes_in),
-            direct_bytes_out: Counters::get(&c.direct_bytes_out),
+            direct_frames_in: Traffic::get(&direct.frames_in),
+            direct_frames_out: Traffic::get(&direct.frames_out),
+            direct_bytes_in: Traffic::get(&direct.bytes_in),
+            direct_bytes_out: Traffic::get(&direct.bytes_out),
             listeners,
             peers,
             order,

@@ -130,8 +130,8 @@ impl NodeLinks {
                                 };
                                 if let Err(e) = sent {
                                     log::warn!("direct message to {peer} dropped: {e}");
-                                    if let (Some((client, reply)), Some(bus)) = (asks, me.bus()) {
-                                        bus.router().send_no_responders(client, &reply);
+                                    if let Some((client, reply)) = asks {
+                                        me.port.no_responders(client, &reply);
                                     }
                                 }
                             }

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender};
@@ -27,8 +27,7 @@ use crate::config::{Peer, Settings};
 use crate::net::{Conn, Shutdown};
 use crate::mesh::{self, Mesh, handshake};
 use crate::mesh::{read_line, secret};
-use crate::msgc::Bus;
-use crate::msgc::status::Counters;
+use super::{Port, Traffic};
 
 /// Control frames queued to one link before it is declared stuck and closed.
 pub const CTL_QUEUE: usize = 1024;
@@ -84,9 +83,10 @@ pub struct NodeLinks {
     idle_timeout: Duration,
     reconnect: Duration,
     pub incoming_dir: Option<PathBuf>,
-    pub counters: Arc<Counters>,
-    bus: Weak<Bus>,
-    mesh: OnceLock<Arc<Mesh>>,
+    pub traffic: Arc<Traffic>,
+    pub(super) port: Arc<dyn Port>,
+    /// The peer mesh (nodes with peers): advertised addresses, the secret.
+    mesh: Option<Arc<Mesh>>,
     pub ex: Arc<smol::Executor<'static>>,
     pub shutdown: Shutdown,
     state: Mutex<HashMap<String, PeerState>>,
@@ -111,7 +111,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl NodeLinks {
     pub fn new(
         settings: &Settings,
-        bus: &Arc<Bus>,
+        port: Arc<dyn Port>,
+        traffic: Arc<Traffic>,
+        mesh: Option<Arc<Mesh>>,
         ex: Arc<smol::Executor<'static>>,
         shutdown: Shutdown,
     ) -> Arc<NodeLinks> {
@@ -139,9 +141,9 @@ impl NodeLinks {
             idle_timeout: c.idle_timeout,
             reconnect: c.reconnect_interval.max(Duration::from_millis(10)),
             incoming_dir: settings.eccluster.incoming_dir.clone(),
-            counters: bus.counters.clone(),
-            bus: Arc::downgrade(bus),
-            mesh: OnceLock::new(),
+            traffic,
+            port,
+            mesh,
             ex,
             shutdown,
             state: Mutex::new(HashMap::new()),
@@ -154,14 +156,6 @@ impl NodeLinks {
                 .tls()
                 .and_then(|t| t.material.dialer().cloned()),
         })
-    }
-
-    pub fn set_mesh(&self, mesh: Arc<Mesh>) {
-        let _ = self.mesh.set(mesh);
-    }
-
-    pub fn bus(&self) -> Option<Arc<Bus>> {
-        self.bus.upgrade()
     }
 
     pub fn next_id(&self) -> u64 {
@@ -217,7 +211,7 @@ impl NodeLinks {
         }
         let addr = self
             .mesh
-            .get()
+            .as_ref()
             .and_then(|m| m.status().into_iter().find(|p| p.name == peer))
             .and_then(|p| p.eccluster);
         let result = match addr {
@@ -268,7 +262,7 @@ impl NodeLinks {
                 .map_err(|e| format!("TLS handshake failed: {e}"))?;
         }
         let mut pending = Vec::new();
-        let secret = self.mesh.get().and_then(|m| m.secret());
+        let secret = self.mesh.as_ref().and_then(|m| m.secret());
         let sides = secret::Sides {
             link: secret::Link::Node,
             dialer: &self.me,
@@ -323,7 +317,7 @@ impl NodeLinks {
     ) {
         let who = remote.map_or_else(|| "unix socket".to_owned(), |a| a.to_string());
         let mut pending = Vec::new();
-        let secret = self.mesh.get().and_then(|m| m.secret());
+        let secret = self.mesh.as_ref().and_then(|m| m.secret());
         let mut ours = None;
         let handshake = async {
             if let Some(tls) = &tls {
@@ -342,7 +336,7 @@ impl NodeLinks {
             let line = read_line(&mut conn, &mut pending, Some((HELLO_VERB, "node"))).await?;
             let hello: Hello = handshake::parse(HELLO_VERB, &line)?;
             codec::check_hello(&hello, &self.me, &self.peers)?;
-            match self.mesh.get() {
+            match self.mesh.as_ref() {
                 Some(m) => {
                     m.check_address(&hello.node, remote)?;
                     m.check_certificate(&hello.node, &conn)?;
@@ -510,8 +504,8 @@ impl NodeLinks {
                 while let Some(f) = dec.next_frame() {
                     let f = f.map_err(|e| e.to_string())?;
                     *lock(active) = Instant::now();
-                    Counters::add(&self.counters.direct_frames_in, 1);
-                    Counters::add(&self.counters.direct_bytes_in, f.wire_len() as u64);
+                    Traffic::add(&self.traffic.frames_in, 1);
+                    Traffic::add(&self.traffic.bytes_in, f.wire_len() as u64);
                     self.dispatch(peer, f, link, &mut incoming).await?;
                 }
                 let n = conn.read(&mut buf).await.map_err(|e| e.to_string())?;
@@ -536,27 +530,10 @@ impl NodeLinks {
         incoming: &mut HashMap<u64, Incoming>,
     ) -> Result<(), String> {
         match f {
-            Frame::Deliver(d) => {
-                // A direct message for our subscribers, as if published here.
-                if let Some(bus) = self.bus() {
-                    bus.router().publish(
-                        0,
-                        &crate::msgc::router::Message {
-                            subject: &d.subject,
-                            reply: d.reply.as_deref(),
-                            headers: d.headers.as_deref(),
-                            payload: &d.payload,
-                            sender: &d.sender,
-                        },
-                    );
-                }
-            }
+            Frame::Deliver(d) => self.port.deliver(&d),
             Frame::Ping { id } => link.control(Frame::Pong { id })?,
             Frame::StatusRequest { id } => {
-                let json = self
-                    .bus()
-                    .map(|b| b.status_json(&b.router()))
-                    .unwrap_or_default();
+                let json = self.port.status_json();
                 link.control(Frame::StatusReply {
                     id,
                     json: json.into(),
@@ -677,8 +654,8 @@ impl NodeLinks {
             // TLS holds records until flushed; a no-op on plain sockets.
             conn.flush().await.map_err(|e| e.to_string())?;
             *lock(active) = Instant::now();
-            Counters::add(&self.counters.direct_frames_out, frames);
-            Counters::add(&self.counters.direct_bytes_out, out.len() as u64);
+            Traffic::add(&self.traffic.frames_out, frames);
+            Traffic::add(&self.traffic.bytes_out, out.len() as u64);
         }
     }
 

@@ -18,9 +18,45 @@ use bytes::Bytes;
 use futures_lite::FutureExt;
 use serde_json::json;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::net::{Conn, Local, Remote, Service, Shutdown};
-use codec::Frame;
+use codec::{Delivery, Frame};
 pub use links::NodeLinks;
+
+/// What node links need of the node's bus, which implements it (`msgc`):
+/// the links sit below the bus and never hold it.
+pub trait Port: Send + Sync {
+    /// A direct message from another node, for local subscribers as if
+    /// published here.
+    fn deliver(&self, d: &Delivery);
+    /// A system message (the answer to a node request) on a local subject.
+    fn publish_system(&self, subject: &str, payload: &[u8]);
+    /// A direct request from `client` could not leave: tell it, as NATS
+    /// does when nobody answers.
+    fn no_responders(&self, client: u64, reply: &str);
+    /// This node's status (`$MSGC.STATUS`), as JSON.
+    fn status_json(&self) -> Vec<u8>;
+}
+
+/// Frames and bytes on the direct links, for status.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    pub frames_in: AtomicU64,
+    pub frames_out: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+}
+
+impl Traffic {
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
 
 /// A request for another node, from the subject it was published on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,9 +92,7 @@ impl NodeLinks {
         self.ex
             .spawn(async move {
                 let answer = me.answer(req, payload).await;
-                if let Some(bus) = me.bus() {
-                    bus.router().publish_system(&reply, &answer);
-                }
+                me.port.publish_system(&reply, &answer);
             })
             .detach();
     }
@@ -77,10 +111,7 @@ impl NodeLinks {
                 Ok(_) => error(&node, "unexpected answer".to_owned()),
                 Err(e) => error(&node, e),
             },
-            Request::Status(node) if node == self.me => self
-                .bus()
-                .map(|b| b.status_json(&b.router()))
-                .unwrap_or_default(),
+            Request::Status(node) if node == self.me => self.port.status_json(),
             Request::Status(node) => {
                 match self.exchange(&node, |id| Frame::StatusRequest { id }).await {
                     Ok((Frame::StatusReply { json, .. }, _)) => json.to_vec(),
