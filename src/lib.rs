@@ -1,8 +1,9 @@
 //! ecclusterd: the cluster-communication daemon of a Momentum-style mail cluster.
 //!
-//! See ARCHITECTURE.md for the map. Protocol cores (`config`, `client::proto`,
-//! `subject`) are sans-IO; `daemon` is the only place that touches sockets,
-//! clocks and the executor.
+//! See ARCHITECTURE.md for the map and its floors (each module imports only
+//! the ones below it; `tests/layers.rs` checks). Protocol cores (`config`,
+//! `client::proto`, `subject`, `order`) are sans-IO; the drivers (`net`,
+//! `mesh`, `node`, `msgc`'s tasks) move bytes and time; `daemon` composes.
 #![forbid(unsafe_code)]
 
 pub mod bench;
@@ -18,4 +19,3 @@ pub mod node;
 pub mod order;
 pub mod sim;
 pub mod subject;
-

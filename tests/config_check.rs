@@ -51,7 +51,11 @@ fn every_broken_config_is_refused_at_the_right_place() {
     let mut failures = Vec::new();
     for c in &cases {
         let path = dir().join(&c.name);
-        let actual = match load(&ConfigPath::File(path.clone()), &identity()) {
+        let actual = match load(
+            &ConfigPath::File(path.clone()),
+            &identity(),
+            &ecclusterd::net::tls::check,
+        ) {
             Ok(_) => {
                 failures.push(format!("{}: accepted", c.name));
                 continue;
@@ -101,7 +105,12 @@ fn every_config_file_has_a_case() {
 #[test]
 fn shipped_config_loads() {
     let main = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/ecelerity-cluster.conf");
-    let s = load(&ConfigPath::File(main), &Identity::default()).unwrap_or_else(|e| panic!("{e}"));
+    let s = load(
+        &ConfigPath::File(main),
+        &Identity::default(),
+        &ecclusterd::net::tls::check,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.node, "node1");
     assert_eq!(s.files.len(), 2);
 }

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use ecclusterd::config::{Identity, MemSource, load_from, reformat};
+use ecclusterd::config::{Identity, MemSource, any_tls, load_from, reformat};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
         env_node: None,
         hostname: Some("node1.example".into()),
     };
-    if let Err(e) = load_from(&src, Path::new("etc/main.conf"), &id) {
+    if let Err(e) = load_from(&src, Path::new("etc/main.conf"), &id, &any_tls) {
         let _ = e.to_string();
     }
     if let Ok(once) = reformat(text) {

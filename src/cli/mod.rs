@@ -131,7 +131,7 @@ fn run(a: RunArgs) -> ExitCode {
     logger::init(level);
     let path = locate(a.config);
     let identity = Identity::from_env(a.node);
-    let settings = match config::load(&path, &identity) {
+    let settings = match config::load(&path, &identity, &crate::net::tls::check) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
@@ -160,7 +160,7 @@ fn run(a: RunArgs) -> ExitCode {
 fn check(a: CheckArgs) -> ExitCode {
     let path = locate(a.config);
     let identity = Identity::from_env(a.node);
-    match config::load(&path, &identity) {
+    match config::load(&path, &identity, &crate::net::tls::check) {
         Ok(s) => {
             if let Err(e) = daemon::load_secret(&s) {
                 eprintln!("error: {e}");

@@ -25,7 +25,7 @@ fn server(explicit: Option<String>, conf: Option<PathBuf>) -> String {
         return s;
     }
     let path = config::locate(conf.as_deref(), std::env::var_os("ECCLUSTERD_CONF"));
-    match config::load(&path, &Identity::from_env(None)) {
+    match config::load(&path, &Identity::from_env(None), &crate::net::tls::check) {
         Ok(s) => s
             .client
             .servers

@@ -116,23 +116,34 @@ impl Identity {
     }
 }
 
-/// Reads, checks and resolves a configuration. The first error found (in
-/// file order) is returned, rendered against its source line.
-pub fn load(path: &ConfigPath, id: &Identity) -> Result<Settings, ConfigError> {
+/// Reads, checks and resolves a configuration; `check_tls` parses the TLS
+/// files it names (`net::tls::check`). The first error found (in file
+/// order) is returned, rendered against its source line.
+pub fn load(
+    path: &ConfigPath,
+    id: &Identity,
+    check_tls: TlsCheck,
+) -> Result<Settings, ConfigError> {
     match path {
-        ConfigPath::File(p) => load_from(&FsSource, p, id),
+        ConfigPath::File(p) => load_from(&FsSource, p, id, check_tls),
         ConfigPath::Embedded => {
             let mut src = MemSource::new();
             for (name, text) in EMBEDDED {
                 src.insert(Path::new(EMBEDDED_DIR).join(name), *text);
             }
-            load_from(&src, &Path::new(EMBEDDED_DIR).join(EMBEDDED[0].0), id)
+            let main = Path::new(EMBEDDED_DIR).join(EMBEDDED[0].0);
+            load_from(&src, &main, id, check_tls)
         }
     }
 }
 
 /// [`load`] over any [`Source`] (tests, fuzzing, in-memory configs).
-pub fn load_from(source: &dyn Source, main: &Path, id: &Identity) -> Result<Settings, ConfigError> {
+pub fn load_from(
+    source: &dyn Source,
+    main: &Path,
+    id: &Identity,
+    check_tls: TlsCheck,
+) -> Result<Settings, ConfigError> {
     let mut loader = include::Loader::new(source);
     let items = match loader.load_main(main) {
         Ok(items) => items,
@@ -145,7 +156,7 @@ pub fn load_from(source: &dyn Source, main: &Path, id: &Identity) -> Result<Sett
     };
     let files = loader.files;
     de::from_items::<schema::Config>(&items)
-        .and_then(|cfg| resolve::resolve(cfg, id, &files))
+        .and_then(|cfg| resolve::resolve(cfg, id, &files, check_tls))
         .map_err(|e| e.render(&files))
 }
 
@@ -158,6 +169,12 @@ pub fn reformat(text: &str) -> Result<String, ConfigError> {
     parser::parse(text, id, 0)
         .map(|items| print::print(&items))
         .map_err(|e| e.render(&files))
+}
+
+/// A [`TlsCheck`] that accepts any file contents (tools and tests that
+/// never serve TLS).
+pub fn any_tls(_: &TlsSettings) -> Result<(), (TlsPart, String)> {
+    Ok(())
 }
 
 /// The embedded default configuration: `(file name, text)`, main file first.

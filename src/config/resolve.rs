@@ -13,9 +13,9 @@ use std::path::PathBuf;
 
 use super::settings::{
     BusSettings, ListenAddr, ListenerSettings, MsgcClientSettings, MsgcCommon, MsgcServerSettings,
-    Peer, Permissions, Settings, SocketSettings, TlsSettings,
+    Peer, Permissions, Settings, SocketSettings, TlsCheck, TlsPart, TlsPem, TlsSettings,
+    VerifyMode,
 };
-use crate::net::tls::{Material, Part, VerifyMode};
 
 /// Momentum's debug levels.
 pub(crate) const DEBUG_LEVELS: [&str; 6] =
@@ -25,7 +25,12 @@ pub(crate) const DEBUG_LEVELS: [&str; 6] =
 const ECCLUSTER_DEFAULT: ListenAddr = ListenAddr::Any { port: 4802 };
 const MSGCSERVER_DEFAULT: ListenAddr = ListenAddr::Any { port: 4809 };
 
-pub(crate) fn resolve(cfg: Config, id: &Identity, files: &Files) -> Result<Settings, Diag> {
+pub(crate) fn resolve(
+    cfg: Config,
+    id: &Identity,
+    files: &Files,
+    check_tls: TlsCheck,
+) -> Result<Settings, Diag> {
     let cluster = cfg.cluster.unwrap_or_default();
     if let Some(d) = cluster.debug_level.clone() {
         debug_level(Some(d))?;
@@ -49,6 +54,7 @@ pub(crate) fn resolve(cfg: Config, id: &Identity, files: &Files) -> Result<Setti
         files,
         &mut seen,
         has_peers,
+        check_tls,
     )?;
     let msgcserver = listener(
         "msgcserver_listener",
@@ -57,6 +63,7 @@ pub(crate) fn resolve(cfg: Config, id: &Identity, files: &Files) -> Result<Setti
         files,
         &mut seen,
         has_peers,
+        check_tls,
     )?;
     check_port(
         &server,
@@ -129,6 +136,7 @@ fn listener(
     files: &Files,
     seen: &mut Vec<(ListenAddr, Pos)>,
     has_peers: bool,
+    check_tls: TlsCheck,
 ) -> Result<ListenerSettings, Diag> {
     let Some(scope) = scope else {
         let none = ListenOpts::default();
@@ -172,7 +180,7 @@ fn listener(
             ));
         }
         seen.push((addr.clone(), inst.pos));
-        let tls = tls(name, opts, l, files, has_peers)?;
+        let tls = tls(name, opts, l, files, has_peers, check_tls)?;
         sockets.push(socket(addr, opts, l, files.origin(inst.key), tls));
     }
     // Listener level, else the first `Listen` scope that sets it.
@@ -253,6 +261,7 @@ fn tls(
     l: &Listener,
     files: &Files,
     has_peers: bool,
+    check_tls: TlsCheck,
 ) -> Result<Option<TlsSettings>, Diag> {
     let cert = o.tls_certificate.as_ref().or(l.tls_certificate.as_ref());
     let key = o.tls_key.as_ref().or(l.tls_key.as_ref());
@@ -325,27 +334,26 @@ fn tls(
     let ca = ca
         .map(|c| read(c, "tls_client_ca").map(|r| (c, r)))
         .transpose()?;
-    let material = Material::load(
-        &cert_pem,
-        &key_pem,
-        ca.as_ref().map(|(_, (_, b))| b.as_slice()),
+    let settings = TlsSettings {
+        certificate: cert_path,
+        key: key_path,
+        client_ca: ca.as_ref().map(|(_, (p, _))| p.clone()),
         verify_mode,
-    )
-    .map_err(|(part, why)| {
+        pem: TlsPem {
+            certificate: cert_pem,
+            key: key_pem,
+            client_ca: ca.as_ref().map(|(_, (_, b))| b.clone()),
+        },
+    };
+    check_tls(&settings).map_err(|(part, why)| {
         let pos = match part {
-            Part::Certificate => cert.pos,
-            Part::Key => key.pos,
-            Part::ClientCa => ca.as_ref().map_or(cert.pos, |(c, _)| c.pos),
+            TlsPart::Certificate => cert.pos,
+            TlsPart::Key => key.pos,
+            TlsPart::ClientCa => ca.as_ref().map_or(cert.pos, |(c, _)| c.pos),
         };
         Diag::at(why, pos)
     })?;
-    Ok(Some(TlsSettings {
-        certificate: cert_path,
-        key: key_path,
-        client_ca: ca.map(|(_, (p, _))| p),
-        verify_mode,
-        material,
-    }))
+    Ok(Some(settings))
 }
 
 macro_rules! common {

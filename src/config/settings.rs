@@ -65,8 +65,74 @@ pub struct TlsSettings {
     pub certificate: PathBuf,
     pub key: PathBuf,
     pub client_ca: Option<PathBuf>,
-    pub verify_mode: crate::net::tls::VerifyMode,
-    pub material: crate::net::tls::Material,
+    pub verify_mode: VerifyMode,
+    /// The files' contents, read once (a reload compares them).
+    pub pem: TlsPem,
+}
+
+/// What the TLS files held; parsed and checked by `net::tls`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsPem {
+    pub certificate: Vec<u8>,
+    pub key: Vec<u8>,
+    pub client_ca: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TlsPem {
+    /// Sizes only: a private key is never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsPem")
+            .field("certificate", &self.certificate.len())
+            .field("key", &self.key.len())
+            .field("client_ca", &self.client_ca.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
+/// Checks a socket's TLS files when the configuration is loaded: `net::tls`
+/// hands in its parser, so the reader stays free of TLS code and errors
+/// still point at the option.
+pub type TlsCheck<'a> = &'a dyn Fn(&TlsSettings) -> Result<(), (TlsPart, String)>;
+
+/// `tls_verify_mode`: whether a listener asks connecting clients for a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyMode {
+    /// No client certificate is asked for.
+    None,
+    /// Asked for; one that is sent must chain to `tls_client_ca`.
+    Optional,
+    /// Required, and must chain to `tls_client_ca`.
+    Require,
+}
+
+impl VerifyMode {
+    /// The option's accepted values, as written in configuration files.
+    pub const VALUES: &'static str = "none, optional, require";
+
+    pub fn parse(s: &str) -> Option<VerifyMode> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Some(VerifyMode::None),
+            "optional" => Some(VerifyMode::Optional),
+            "require" | "required" => Some(VerifyMode::Require),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerifyMode::None => "none",
+            VerifyMode::Optional => "optional",
+            VerifyMode::Require => "require",
+        }
+    }
+}
+
+/// Which input a TLS check's error is about (for the error's position).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsPart {
+    Certificate,
+    Key,
+    ClientCa,
 }
 
 impl ListenerSettings {

@@ -16,7 +16,7 @@ fn id(node: &str) -> Identity {
 
 fn load_text(text: &str, ident: &Identity) -> Result<Settings, ConfigError> {
     let src = MemSource::new().with("t.conf", text);
-    load_from(&src, Path::new("t.conf"), ident)
+    load_from(&src, Path::new("t.conf"), ident, &any_tls)
 }
 
 fn ok(text: &str) -> Settings {
@@ -102,7 +102,8 @@ fn documented_grammar_examples_parse() {
 
 #[test]
 fn shipped_and_embedded_configs_load() {
-    let s = load(&ConfigPath::Embedded, &Identity::default()).unwrap_or_else(|e| panic!("{e}"));
+    let s = load(&ConfigPath::Embedded, &Identity::default(), &any_tls)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.node, "node1");
     assert_eq!(s.eccluster.sockets[0].addr, ListenAddr::Any { port: 4802 });
     assert_eq!(s.msgcserver.sockets[0].addr, ListenAddr::Any { port: 4809 });
@@ -122,6 +123,7 @@ fn shipped_and_embedded_configs_load() {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/ecelerity-cluster.conf"),
         ),
         &Identity::default(),
+        &any_tls,
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -250,13 +252,18 @@ fn errors_render_like_rustc() {
             "conf/msgc_server.conf",
             "# x\n#\n#\n#\n#\nmsgc_server {\n   kepalive_interval = 5\n}\n",
         );
-    let e = load_from(&src, Path::new("conf/main.conf"), &id("node1")).unwrap_err();
+    let e = load_from(&src, Path::new("conf/main.conf"), &id("node1"), &any_tls).unwrap_err();
     assert_eq!(
         e.to_string(),
         "error: unknown option `kepalive_interval` in `msgc_server`\n --> conf/msgc_server.conf:7:4\n  |\n7 |    kepalive_interval = 5\n  |    ^^^^^^^^^^^^^^^^^\n  = help: did you mean `keepalive_interval`?\n"
     );
     assert_eq!(e.position(), Some(("conf/msgc_server.conf", 7, 4)));
-    let e = load(&ConfigPath::File("/nonexistent/x.conf".into()), &id("a")).unwrap_err();
+    let e = load(
+        &ConfigPath::File("/nonexistent/x.conf".into()),
+        &id("a"),
+        &any_tls,
+    )
+    .unwrap_err();
     assert!(e.position().is_none());
     assert!(
         e.to_string().contains("cannot read `/nonexistent/x.conf`"),
@@ -300,8 +307,12 @@ fn directory_include_on_disk() {
     );
     write("conf.d/.hidden.conf", "this would not parse {\n");
     write("conf.d/sub/x.conf", "nor this {\n");
-    let s =
-        load(&ConfigPath::File(root.join("main.conf")), &id("n")).unwrap_or_else(|e| panic!("{e}"));
+    let s = load(
+        &ConfigPath::File(root.join("main.conf")),
+        &id("n"),
+        &any_tls,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.server.common.idle_timeout, Duration::from_secs(9));
     assert_eq!(s.server.common.keepalive_interval, Duration::from_secs(2));
     let names: Vec<String> = s
@@ -312,7 +323,12 @@ fn directory_include_on_disk() {
     assert_eq!(names, ["main.conf", "10-early.conf", "20-late.conf"]);
     // A cycle through a directory include is caught too.
     write("conf.d/30-loop.conf", "include \"../main.conf\"\n");
-    let e = load(&ConfigPath::File(root.join("main.conf")), &id("n")).unwrap_err();
+    let e = load(
+        &ConfigPath::File(root.join("main.conf")),
+        &id("n"),
+        &any_tls,
+    )
+    .unwrap_err();
     assert!(e.message().starts_with("include cycle: "), "{e}");
 }
 

@@ -6,7 +6,7 @@ use crate::config::{self, ConfigPath, Identity, Settings};
 /// Returns the configuration to keep running on.
 pub fn reload(path: &ConfigPath, identity: &Identity, current: Settings) -> Settings {
     log::info!("SIGHUP: re-reading the configuration");
-    match config::load(path, identity) {
+    match config::load(path, identity, &crate::net::tls::check) {
         Err(e) => {
             log::error!("configuration not reloaded, keeping the running one:\n{e}");
             current

@@ -148,10 +148,7 @@ impl Mesh {
             started: now,
             events,
             secret,
-            tls: settings
-                .msgcserver
-                .tls()
-                .and_then(|t| t.material.dialer().cloned()),
+            tls: crate::net::tls::Material::dialer_of(settings.msgcserver.tls()),
         };
         (Arc::new(mesh), rx)
     }

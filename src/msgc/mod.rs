@@ -11,15 +11,15 @@ mod session;
 pub mod status;
 pub mod stream;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::client::proto::{self, ServerInfo};
 use crate::config::Settings;
-use crate::net::{Conn, Local, Remote, Service, Shutdown};
 use crate::mesh::Mesh;
+use crate::net::{Conn, Local, Remote, Service, Shutdown};
 use crate::node::{self, NodeLinks};
 
 pub use auth::Auth;
@@ -287,14 +287,7 @@ impl Service for MsgcService {
         tls: Option<crate::net::tls::Material>,
         shutdown: Shutdown,
     ) -> futures_lite::future::Boxed<()> {
-        Box::pin(session::serve(
-            self,
-            conn,
-            remote,
-            local,
-            tls,
-            shutdown,
-        ))
+        Box::pin(session::serve(self, conn, remote, local, tls, shutdown))
     }
 
     /// In plain text even with TLS: clients read INFO in plain text first.

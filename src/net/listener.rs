@@ -15,6 +15,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::conn::{Conn, Remote};
 use super::shutdown::{DrainGuard, Shutdown};
+use super::tls::Material;
 use crate::config::{ListenAddr, SocketSettings};
 
 /// A bound, listening socket.
@@ -25,6 +26,8 @@ pub struct Bound {
     pub settings: SocketSettings,
     /// The address really bound (port 0 resolved).
     pub local: Local,
+    /// The socket's TLS, parsed once.
+    pub tls: Option<Material>,
     socket: Listening,
 }
 
@@ -115,10 +118,15 @@ pub fn bind(listener: &'static str, settings: &SocketSettings) -> Result<Bound, 
         }
         ListenAddr::Unix(path) => bind_unix(path, settings).map_err(fail)?,
     };
+    let tls = match &settings.tls {
+        Some(t) => Some(Material::from_settings(t).map_err(|(_, e)| fail(io::Error::other(e)))?),
+        None => None,
+    };
     Ok(Bound {
         listener,
         settings: settings.clone(),
         local,
+        tls,
         socket,
     })
 }
@@ -203,7 +211,7 @@ pub trait Service: Send + Sync + 'static {
         conn: Conn,
         remote: Remote,
         local: Local,
-        tls: Option<crate::net::tls::Material>,
+        tls: Option<Material>,
         shutdown: Shutdown,
     ) -> futures_lite::future::Boxed<()>;
 
@@ -229,7 +237,7 @@ pub async fn accept_loop(
         n => n as usize,
     };
     let nodelay = bound.settings.nodelay;
-    let tls = bound.settings.tls.as_ref().map(|t| t.material.clone());
+    let tls = bound.tls.clone();
     let name = bound.listener;
     let local = bound.local.clone();
     let mut backoff = Duration::from_millis(5);

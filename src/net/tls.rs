@@ -6,9 +6,10 @@
 //! that asks for TLS is refused and nothing below can be reached.
 //!
 //! What is checked where:
-//! - `Material::load` (called by `config::resolve`, so `check` and `run`
-//!   report errors with the option's position): the PEM files parse, the key
-//!   matches the certificate, `tls_client_ca` holds at least one certificate.
+//! - [`check`] (handed to `config::load`, so `check` and `run` report errors
+//!   with the option's position): the PEM files parse, the key matches the
+//!   certificate, `tls_client_ca` holds at least one certificate. `config`
+//!   reads the files; only this module parses them.
 //! - the handshake: the acceptor asks for a client certificate per
 //!   `tls_verify_mode` and verifies it against `tls_client_ca`; a dialler
 //!   verifies the acceptor's certificate against `tls_client_ca` for the
@@ -20,45 +21,36 @@ use std::io;
 
 use crate::net::Conn;
 
-/// `tls_verify_mode`: whether a listener asks connecting clients for a certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VerifyMode {
-    /// No client certificate is asked for.
-    None,
-    /// Asked for; one that is sent must chain to `tls_client_ca`.
-    Optional,
-    /// Required, and must chain to `tls_client_ca`.
-    Require,
-}
+use crate::config::TlsSettings;
+pub use crate::config::{TlsPart as Part, VerifyMode};
 
-impl VerifyMode {
-    /// The option's accepted values, as written in configuration files.
-    pub const VALUES: &'static str = "none, optional, require";
-
-    pub fn parse(s: &str) -> Option<VerifyMode> {
-        match s.to_ascii_lowercase().as_str() {
-            "none" => Some(VerifyMode::None),
-            "optional" => Some(VerifyMode::Optional),
-            "require" | "required" => Some(VerifyMode::Require),
-            _ => None,
-        }
+impl Material {
+    /// A socket's TLS as configured (the files `config` read).
+    pub fn from_settings(t: &TlsSettings) -> Result<Material, (Part, String)> {
+        Material::load(
+            &t.pem.certificate,
+            &t.pem.key,
+            t.pem.client_ca.as_deref(),
+            t.verify_mode,
+        )
     }
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VerifyMode::None => "none",
-            VerifyMode::Optional => "optional",
-            VerifyMode::Require => "require",
-        }
+    /// The TLS a node dials other nodes with, from its listener's settings
+    /// (checked when the configuration was loaded, so an error here is
+    /// only logged).
+    pub fn dialer_of(t: Option<&TlsSettings>) -> Option<ClientTls> {
+        let t = t?;
+        Material::from_settings(t)
+            .map_err(|(_, e)| log::error!("TLS of {}: {e}", t.certificate.display()))
+            .ok()?
+            .dialer()
+            .cloned()
     }
 }
 
-/// Which input a [`Material::load`] error is about (for the error's position).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Part {
-    Certificate,
-    Key,
-    ClientCa,
+/// The [`crate::config::TlsCheck`] `config::load` runs on each socket's TLS.
+pub fn check(t: &TlsSettings) -> Result<(), (Part, String)> {
+    Material::from_settings(t).map(drop)
 }
 
 /// The first byte of a TLS record carrying a handshake (a ClientHello).
@@ -86,7 +78,6 @@ mod enabled {
     use futures_rustls::{TlsAcceptor, TlsConnector, TlsStream};
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-    use sha2::Digest;
 
     use super::{Part, VerifyMode};
     use crate::net::Conn;
@@ -104,8 +95,6 @@ mod enabled {
         /// `tls_client_ca`, and ours is presented. `None` without a client CA.
         dialer: Option<ClientTls>,
         verify: VerifyMode,
-        /// sha256 of the inputs, so a reload can tell whether anything changed.
-        digest: [u8; 32],
     }
 
     impl std::fmt::Debug for Material {
@@ -113,12 +102,6 @@ mod enabled {
             f.debug_struct("Material")
                 .field("verify", &self.verify)
                 .finish_non_exhaustive()
-        }
-    }
-
-    impl PartialEq for Material {
-        fn eq(&self, other: &Self) -> bool {
-            self.digest == other.digest && self.verify == other.verify
         }
     }
 
@@ -216,16 +199,10 @@ mod enabled {
                 ))),
                 None => None,
             };
-            let mut h = sha2::Sha256::new();
-            for part in [cert, key_pem, client_ca.unwrap_or_default()] {
-                h.update((part.len() as u64).to_be_bytes());
-                h.update(part);
-            }
             Ok(Material {
                 server: Arc::new(server),
                 dialer,
                 verify,
-                digest: h.finalize().into(),
             })
         }
 

@@ -23,11 +23,11 @@ use super::codec::{
     self, CHALLENGE_VERB, Decoder, Frame, HELLO_VERB, Hello, WELCOME_VERB, Welcome,
 };
 use super::files::Incoming;
+use super::{Port, Traffic};
 use crate::config::{Peer, Settings};
-use crate::net::{Conn, Shutdown};
 use crate::mesh::{self, Mesh, handshake};
 use crate::mesh::{read_line, secret};
-use super::{Port, Traffic};
+use crate::net::{Conn, Shutdown};
 
 /// Control frames queued to one link before it is declared stuck and closed.
 pub const CTL_QUEUE: usize = 1024;
@@ -151,10 +151,7 @@ impl NodeLinks {
             next_id: AtomicU64::new(seed),
             generation: AtomicU64::new(1),
             direct: super::direct::Senders::default(),
-            tls: settings
-                .eccluster
-                .tls()
-                .and_then(|t| t.material.dialer().cloned()),
+            tls: crate::net::tls::Material::dialer_of(settings.eccluster.tls()),
         })
     }
 
