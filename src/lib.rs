@@ -1,7 +1,7 @@
 //! ecclusterd: the cluster-communication daemon of a Momentum-style mail cluster.
 //!
 //! See ARCHITECTURE.md for the map and its floors (each module imports only
-//! the ones below it; `tests/layers.rs` checks). Protocol cores (`config`,
+//! the ones below it; `tests/it/layers.rs` checks). Protocol cores (`config`,
 //! `client::proto`, `subject`, `order`) are sans-IO; the drivers (`net`,
 //! `mesh`, `node`, `msgc`'s tasks) move bytes and time; `daemon` composes.
 #![forbid(unsafe_code)]

@@ -202,7 +202,7 @@ fn imports_are_read_from_paths_and_groups() {
     assert_eq!(got, ["a", "b", "c", "d"]);
 }
 
-/// `cargo test --test layers graph -- --ignored --nocapture` prints who
+/// `cargo test --test it layers::graph -- --ignored --nocapture` prints who
 /// imports whom (with one file for each edge).
 #[test]
 #[ignore = "prints the import graph"]

@@ -1,7 +1,7 @@
 //! Every `-ERR` a client of msgcserver_listener can get, and what happens to
 //! its connection (closed or kept) and to everyone else's.
 
-mod common;
+use crate::common;
 
 use common::*;
 use ecclusterd::client::proto::ServerOp;

@@ -3,7 +3,7 @@
 //! reach every survivor even if their publisher's node dies; a node without
 //! a majority refuses; a killed node's peers carry on and it catches up.
 
-mod common;
+use crate::common;
 
 use common::*;
 use ecclusterd::client::proto::{Delivery, ServerOp, text};

@@ -5,7 +5,7 @@
 //! links; a node whose certificate another CA signed is refused at the
 //! handshake; a stalled handshake is closed at connect_timeout.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! `ecclusterd bench --idle N`: holds N connections, reports how many it could open.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -1,7 +1,7 @@
 //! The msgc bus under awkward input and many clients: frames split anywhere,
 //! garbage, a thousand connections at once.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! node requests (`ping`, `status --node`) over direct links, refusals at the
 //! handshake, bad frames closing only their link, and `send-file`.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

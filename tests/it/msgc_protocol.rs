@@ -1,7 +1,7 @@
 //! The NATS client protocol on msgcserver_listener, verb by verb, against
 //! the real binary: what a client library would see on the wire.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

@@ -1,7 +1,7 @@
 //! `ecclusterd check` and `ecclusterd run` as an operator runs them: exit
 //! codes, and the `file:line:column` they print for every broken config.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

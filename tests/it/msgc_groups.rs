@@ -1,7 +1,7 @@
 //! msgc on the bus: group membership events, `$MSGC.STATUS`, and the CLI
 //! client tools end to end.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};

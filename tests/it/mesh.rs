@@ -2,7 +2,7 @@
 //! between every pair, carry each node's ECCluster_Listener address, go down
 //! when a node dies and come back when it restarts; strangers are refused.
 
-mod common;
+use crate::common;
 
 use common::*;
 

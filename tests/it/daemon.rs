@@ -1,6 +1,6 @@
 //! The daemon as an operator starts and stops it.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
