@@ -2,6 +2,7 @@
 //! protocol; groups, private names, membership events and `$MSGC.STATUS`
 //! are msgc's operations mapped onto it (docs/PROTOCOL.md).
 
+pub mod admit;
 pub mod auth;
 pub mod groups;
 pub mod ordered;

@@ -11,11 +11,12 @@ use futures_lite::{AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt, future};
 use smol::Timer;
 
 use super::MsgcService;
+use super::admit::{Admission, Decision, Route, Surroundings, err_line};
 use super::ordered::Input;
 use super::outbound::{Batch, Closed};
-use super::router::{Client, Message};
+use super::router::{Client, Message, Router, SubError};
 use super::status::Counters;
-use crate::client::proto::{self, ConnectOptions, Op, ProtoError, Publish, text};
+use crate::client::proto::{self, ConnectOptions, ProtoError, Publish, text};
 use crate::net::{Conn, Local, Remote, Shutdown};
 
 /// Read buffer bounds: a busy publisher's buffer grows to the maximum so one
@@ -36,11 +37,8 @@ struct Shared {
     pings_out: AtomicU32,
     /// Set by the reader whenever bytes arrive; cleared by the keepalive tick.
     active: AtomicBool,
-    connected: AtomicBool,
     /// The reader waits for room in the ordering queue.
     blocked: AtomicBool,
-    /// The authenticated user's subject permissions, if any apply.
-    perms: std::sync::OnceLock<Arc<crate::config::Permissions>>,
 }
 
 pub async fn serve(
@@ -84,7 +82,9 @@ pub async fn serve(
             Some(Ok(c)) => conn = c,
             Some(Err(Upgrade::Plain)) => {
                 log::info!("msgc client {remote}: plain text on a TLS listener; refused");
-                let _ = conn.write_all(&err_line(text::TLS_REQUIRED)).await;
+                let _ = conn
+                    .write_all(err_line(text::TLS_REQUIRED).as_bytes())
+                    .await;
                 conn.shutdown();
                 return;
             }
@@ -134,7 +134,7 @@ pub async fn serve(
             Some(_) => return,
             None => {
                 let _ = conn
-                    .write_all(&err_line(text::AUTHENTICATION_TIMEOUT))
+                    .write_all(err_line(text::AUTHENTICATION_TIMEOUT).as_bytes())
                     .await;
                 let _ = conn.flush().await;
                 conn.shutdown();
@@ -150,9 +150,7 @@ pub async fn serve(
         client,
         pings_out: AtomicU32::new(0),
         active: AtomicBool::new(false),
-        connected: AtomicBool::new(false),
         blocked: AtomicBool::new(false),
-        perms: std::sync::OnceLock::new(),
     };
     log::debug!(
         "msgc client {} connected from {remote}",
@@ -206,12 +204,8 @@ async fn upgrade(mut conn: Conn, tls: &crate::net::tls::Material) -> Result<Conn
 
 /// Closes the outbound queue with a final `-ERR` the writer still sends.
 fn fail(shared: &Shared, err: &str) {
-    let _ = shared.client.out.push_control(&err_line(err));
+    let _ = shared.client.out.push_control(err_line(err).as_bytes());
     shared.client.out.close();
-}
-
-fn err_line(text: &str) -> Vec<u8> {
-    format!("-ERR '{text}'\r\n").into_bytes()
 }
 
 async fn read_half(
@@ -223,13 +217,23 @@ async fn read_half(
     deadline: Timer,
 ) {
     let mut parser = proto::ClientParser::new(bus.limits.proto);
+    let mut admission = Admission::default();
     let mut buf = ReadBuf::new();
     let mut connect_deadline = Some(deadline);
     if !first.is_empty() {
         shared.active.store(true, Ordering::Relaxed);
         Counters::add(&bus.counters.bytes_in, first.len() as u64);
         parser.feed(&first);
-        if handle(bus, shared, &mut parser, &mut connect_deadline, remote).await {
+        if handle(
+            bus,
+            shared,
+            &mut admission,
+            &mut parser,
+            &mut connect_deadline,
+            remote,
+        )
+        .await
+        {
             return;
         }
     }
@@ -257,7 +261,16 @@ async fn read_half(
         shared.active.store(true, Ordering::Relaxed);
         Counters::add(&bus.counters.bytes_in, n as u64);
         parser.feed(buf.filled(n));
-        if handle(bus, shared, &mut parser, &mut connect_deadline, remote).await {
+        if handle(
+            bus,
+            shared,
+            &mut admission,
+            &mut parser,
+            &mut connect_deadline,
+            remote,
+        )
+        .await
+        {
             return;
         }
         // The router was released with the chunk, so other connections get their turn.
@@ -276,12 +289,13 @@ async fn read_half(
 async fn handle(
     bus: &MsgcService,
     shared: &Shared,
+    admission: &mut Admission,
     parser: &mut proto::ClientParser,
     connect_deadline: &mut Option<Timer>,
     remote: &Remote,
 ) -> bool {
     loop {
-        match process(bus, shared, parser, connect_deadline, remote) {
+        match process(bus, shared, admission, parser, connect_deadline, remote) {
             Flow::Go => return false,
             Flow::Stop => return true,
             Flow::Wait(input) => {
@@ -344,192 +358,212 @@ enum Flow {
     Wait(Box<Input>),
 }
 
-/// Handles every complete operation of one read. The router is locked at
-/// most once per read, and released before the next await.
+/// Handles every complete operation of one read: `admit` decides, the
+/// handlers below perform. The router is locked at most once per read, and
+/// released before the next await.
 fn process(
     bus: &MsgcService,
     shared: &Shared,
+    admission: &mut Admission,
     parser: &mut proto::ClientParser,
     connect_deadline: &mut Option<Timer>,
     remote: &Remote,
 ) -> Flow {
+    let reply_route = |subject: &str| bus.reply_route(subject);
+    let around = Surroundings {
+        auth: &bus.auth,
+        node: &bus.node,
+        ordered: bus.ordered().is_some(),
+        reply_route: &reply_route,
+    };
     let mut router = None;
     while let Some(op) = parser.next_op() {
-        let op = match op {
-            Ok(op) => op,
+        let decision = match op {
+            Ok(op) => admission.decide(op, &around),
             Err(e) => {
-                let fatal = e.is_fatal();
-                report(shared, &e, remote);
-                if fatal {
-                    shared.client.out.close();
-                    return Flow::Stop;
-                }
-                continue;
+                log_error(shared, &e, remote);
+                Admission::error(&e)
             }
         };
-        if !shared.connected.load(Ordering::Relaxed)
-            && bus.auth.required()
-            && !matches!(op, Op::Connect(_) | Op::Ping | Op::Pong)
-        {
-            // With credentials configured nothing is served before CONNECT.
-            fail(shared, text::AUTHORIZATION_VIOLATION);
-            return Flow::Stop;
-        }
-        match op {
-            Op::Connect(opts) => {
-                if !connect(bus, shared, &opts, remote) {
-                    return Flow::Stop;
-                }
-                *connect_deadline = None;
+        let flow = match decision {
+            Decision::Ack => ok(shared),
+            Decision::Nothing => Flow::Go,
+            Decision::Ping => {
+                // With peers, only once every earlier publish is ordered.
+                shared.client.ping();
+                Flow::Go
             }
-            Op::Ok | Op::Info(_) => {}
-            Op::Err(e) => {
-                // As nats-server: a client reporting an error is closed.
+            Decision::Pong => {
+                shared.pings_out.store(0, Ordering::Relaxed);
+                Flow::Go
+            }
+            Decision::Connected { opts, perms } => {
+                *connect_deadline = None;
+                connected(shared, &opts, perms.is_some(), remote)
+            }
+            Decision::AuthFailed => {
+                Counters::add(&bus.counters.refused_auth, 1);
+                log::warn!("msgc client from {remote}: authorization violation");
+                fail(shared, text::AUTHORIZATION_VIOLATION);
+                Flow::Stop
+            }
+            Decision::Refuse(line) => {
+                log::info!(
+                    "msgc client {}: {}",
+                    shared.client.private_name,
+                    line.trim_end()
+                );
+                let _ = shared.client.out.push_control(line.as_bytes());
+                Flow::Go
+            }
+            Decision::Close(text) => {
+                match text {
+                    Some(t) => fail(shared, t),
+                    None => shared.client.out.close(),
+                }
+                Flow::Stop
+            }
+            Decision::ClientError(e) => {
                 log::info!(
                     "msgc client {} sent -ERR {e}; closing",
                     shared.client.private_name
                 );
                 shared.client.out.close();
-                return Flow::Stop;
+                Flow::Stop
             }
-            Op::Ping => {
-                // With peers, only once every earlier publish is ordered.
-                shared.client.ping();
-            }
-            Op::Pong => {
-                shared.pings_out.store(0, Ordering::Relaxed);
-            }
-            Op::Sub {
+            Decision::Subscribe {
                 subject,
                 queue,
                 sid,
             } => {
-                if let Some(p) = shared.perms.get()
-                    && !super::auth::may_subscribe(p, &subject)
-                {
-                    violation(
-                        shared,
-                        text::PERMISSIONS_VIOLATION_SUBSCRIPTION,
-                        &subject,
-                        queue.as_deref(),
-                    );
-                    continue;
-                }
                 let r = router.get_or_insert_with(|| bus.router());
-                match r.subscribe(shared.client.id, &subject, queue.as_deref(), &sid) {
-                    Ok(()) => ok(shared),
-                    Err(super::router::SubError::InvalidSubject) => {
-                        let _ = shared
-                            .client
-                            .out
-                            .push_control(&err_line(text::INVALID_SUBJECT));
-                    }
-                    Err(super::router::SubError::TooMany { limit }) => {
-                        log::info!(
-                            "msgc client {}: subscription refused, at max_subscriptions ({limit})",
-                            shared.client.private_name
-                        );
-                        let _ = shared
-                            .client
-                            .out
-                            .push_control(&err_line(text::MAX_SUBSCRIPTIONS_EXCEEDED));
-                    }
-                }
+                subscribe(shared, r, &subject, queue.as_deref(), &sid)
             }
-            Op::Unsub { sid, max } => {
+            Decision::Unsubscribe { sid, max } => {
                 let r = router.get_or_insert_with(|| bus.router());
                 r.unsubscribe(shared.client.id, &sid, max);
-                ok(shared);
+                ok(shared)
             }
-            Op::Pub(Publish {
-                subject,
+            Decision::NodeRequest {
+                req,
                 reply,
-                headers,
                 payload,
-            }) => {
-                if let Some(p) = shared.perms.get()
-                    && !super::auth::may_publish(p, &subject)
-                {
-                    violation(shared, text::PERMISSIONS_VIOLATION_PUBLISH, &subject, None);
-                    continue;
-                }
+            } => {
                 Counters::add(&bus.counters.msgs_in, 1);
-                // Requests for another node (`$MSGC.PING.<node>`, ...) are
-                // the daemon's alone: answered later, from a task, over the
-                // direct link; never routed to subscribers.
-                if let Some(req) = crate::node::Request::parse(&subject) {
-                    if let (Some(reply), Some(n)) = (reply, Some(&bus.links)) {
-                        n.request(req, payload, reply);
-                    }
-                    ok(shared);
-                    continue;
+                if let Some(reply) = reply {
+                    bus.links.request(req, payload, reply);
                 }
-                let r = router.get_or_insert_with(|| bus.router());
-                // With peers every publish takes its place in the total order
-                // first; the daemon's own `$MSGC.` subjects stay on this node.
-                if let Some(ord) = bus.ordered()
-                    && !subject.starts_with("$MSGC.")
-                {
-                    // A reply to another node's request, or a message to a
-                    // member's private name, needs no order: it goes straight
-                    // to that node (falling back to the order when it cannot).
-                    let target = bus.reply_route(&subject).or_else(|| {
-                        crate::node::direct::private_node(&subject)
-                            .filter(|n| *n != bus.node)
-                            .map(str::to_owned)
-                    });
-                    if let (Some(node), Some(links)) = (target, Some(&bus.links)) {
-                        let d = crate::node::codec::Delivery {
-                            subject: subject.clone(),
-                            reply: reply.clone(),
-                            sender: shared.client.private_name.clone(),
-                            headers: headers.clone(),
-                            payload: payload.clone(),
-                        };
-                        if links.send_direct(&node, d, shared.client.id) {
-                            ok(shared);
-                            continue;
-                        }
-                    }
-                    let c = &shared.client;
-                    let seq = c.published.fetch_add(1, Ordering::Relaxed) + 1;
-                    let input = Input::Publish {
-                        client: c.id,
-                        seq,
-                        subject,
-                        reply,
-                        headers,
-                        payload,
-                    };
-                    match ord.submit(input) {
-                        Ok(()) => ok(shared),
-                        // Full: stop here; the rest of the read waits in the parser.
-                        Err(input) => return Flow::Wait(input),
-                    }
-                    continue;
-                }
-                let msg = Message {
-                    subject: &subject,
-                    reply: reply.as_deref(),
-                    headers: headers.as_deref(),
-                    payload: &payload,
-                    sender: &shared.client.private_name,
-                };
-                r.publish(shared.client.id, &msg);
-                if subject == super::STATUS_SUBJECT
-                    && let Some(reply) = reply.as_deref()
-                {
-                    let status = bus.status_json(r);
-                    r.publish_system(reply, &status);
-                }
-                ok(shared);
+                ok(shared)
             }
+            Decision::Publish { route, publish } => {
+                Counters::add(&bus.counters.msgs_in, 1);
+                let r = router.get_or_insert_with(|| bus.router());
+                match route {
+                    Route::Local { status } => publish_local(bus, shared, r, publish, status),
+                    Route::Direct { node } => send_direct(bus, shared, node, publish),
+                    Route::Order => order(bus, shared, publish),
+                }
+            }
+        };
+        match flow {
+            Flow::Go => {}
+            stop_or_wait => return stop_or_wait,
         }
     }
     if let Some(r) = router.as_mut() {
         submit_group_changes(bus, r);
     }
     Flow::Go
+}
+
+fn subscribe(
+    shared: &Shared,
+    r: &mut Router,
+    subject: &str,
+    queue: Option<&str>,
+    sid: &str,
+) -> Flow {
+    match r.subscribe(shared.client.id, subject, queue, sid) {
+        Ok(()) => return ok(shared),
+        Err(SubError::InvalidSubject) => {
+            let _ = shared
+                .client
+                .out
+                .push_control(err_line(text::INVALID_SUBJECT).as_bytes());
+        }
+        Err(SubError::TooMany { limit }) => {
+            log::info!(
+                "msgc client {}: subscription refused, at max_subscriptions ({limit})",
+                shared.client.private_name
+            );
+            let _ = shared
+                .client
+                .out
+                .push_control(err_line(text::MAX_SUBSCRIPTIONS_EXCEEDED).as_bytes());
+        }
+    }
+    Flow::Go
+}
+
+/// To this node's subscribers; `$MSGC.STATUS` with a reply subject gets
+/// this node's status too.
+fn publish_local(
+    bus: &MsgcService,
+    shared: &Shared,
+    r: &mut Router,
+    p: Publish,
+    status: bool,
+) -> Flow {
+    let msg = Message {
+        subject: &p.subject,
+        reply: p.reply.as_deref(),
+        headers: p.headers.as_deref(),
+        payload: &p.payload,
+        sender: &shared.client.private_name,
+    };
+    r.publish(shared.client.id, &msg);
+    if status && let Some(reply) = p.reply.as_deref() {
+        let json = bus.status_json(r);
+        r.publish_system(reply, &json);
+    }
+    ok(shared)
+}
+
+/// Straight to `node`; into the order when its link cannot take it.
+fn send_direct(bus: &MsgcService, shared: &Shared, node: String, p: Publish) -> Flow {
+    let d = crate::node::codec::Delivery {
+        subject: p.subject.clone(),
+        reply: p.reply.clone(),
+        sender: shared.client.private_name.clone(),
+        headers: p.headers.clone(),
+        payload: p.payload.clone(),
+    };
+    if bus.links.send_direct(&node, d, shared.client.id) {
+        return ok(shared);
+    }
+    order(bus, shared, p)
+}
+
+/// Into the total order; when its queue is full, the rest of the read
+/// waits in the parser.
+fn order(bus: &MsgcService, shared: &Shared, p: Publish) -> Flow {
+    let Some(ord) = bus.ordered() else {
+        return Flow::Stop;
+    };
+    let c = &shared.client;
+    let seq = c.published.fetch_add(1, Ordering::Relaxed) + 1;
+    let input = Input::Publish {
+        client: c.id,
+        seq,
+        subject: p.subject,
+        reply: p.reply,
+        headers: p.headers,
+        payload: p.payload,
+    };
+    match ord.submit(input) {
+        Ok(()) => ok(shared),
+        Err(input) => Flow::Wait(input),
+    }
 }
 
 /// Hands local group joins and leaves to the total order (nodes with peers).
@@ -545,77 +579,46 @@ fn submit_group_changes(bus: &MsgcService, r: &mut super::router::Router) {
     }
 }
 
-/// A denied operation: said, dropped, and the connection kept (as NATS does).
-/// nats-server's wording, queue included: nats.js finds the subscription to
-/// fail by subject and queue. `what` is one of `text::PERMISSIONS_VIOLATION_*`.
-fn violation(shared: &Shared, what: &str, subject: &str, queue: Option<&str>) {
-    log::info!(
-        "msgc client {}: {what} to {subject:?}",
-        shared.client.private_name
-    );
-    let queue = queue
-        .map(|q| format!(" using queue \"{q}\""))
-        .unwrap_or_default();
-    let line = format!("-ERR '{what} to \"{subject}\"{queue}'\r\n");
-    let _ = shared.client.out.push_control(line.as_bytes());
-}
-
-fn ok(shared: &Shared) {
+fn ok(shared: &Shared) -> Flow {
     if shared.client.verbose.load(Ordering::Relaxed) {
         let _ = shared.client.out.push_control(b"+OK\r\n");
     }
+    Flow::Go
 }
 
-/// Says `-ERR` where nats-server does; where it keeps silent (client
-/// libraries react to the two differently) the reason goes to the debug log.
-fn report(shared: &Shared, e: &ProtoError, remote: &Remote) {
+/// Logs a protocol error: at info where nats-server says `-ERR`, else at
+/// debug (client libraries react to the two differently).
+fn log_error(shared: &Shared, e: &ProtoError, remote: &Remote) {
+    let name = &shared.client.private_name;
     match e.err_text() {
-        Some(text) => {
-            log::info!("msgc client {} ({remote}): {e}", shared.client.private_name);
-            let _ = shared.client.out.push_control(&err_line(text));
-        }
+        // Logged with the `-ERR` line it gets (`Decision::Refuse`).
+        Some(_) if !e.is_fatal() => {}
+        Some(_) => log::info!("msgc client {name} ({remote}): {e}"),
         None => {
             let what = if e.is_fatal() { "; closing" } else { "" };
-            log::debug!(
-                "msgc client {} ({remote}): {e}{what}",
-                shared.client.private_name
-            );
-            if matches!(e, ProtoError::UnroutableSubject) {
-                // nats-server acknowledges such a publish like any other.
-                ok(shared);
-            }
+            log::debug!("msgc client {name} ({remote}): {e}{what}");
         }
     }
 }
 
-/// Applies CONNECT; false when the client must go (bad credentials).
-fn connect(bus: &MsgcService, shared: &Shared, opts: &ConnectOptions, remote: &Remote) -> bool {
-    let Some(who) = bus.auth.authenticate(opts) else {
-        Counters::add(&bus.counters.refused_auth, 1);
-        log::warn!("msgc client from {remote}: authorization violation");
-        fail(shared, text::AUTHORIZATION_VIOLATION);
-        return false;
-    };
-    if let Some(p) = bus.auth.permissions(&who) {
-        let _ = shared.perms.set(p);
-    }
+/// Applies an accepted CONNECT's options, then acks.
+fn connected(shared: &Shared, opts: &ConnectOptions, restricted: bool, remote: &Remote) -> Flow {
     let c = &shared.client;
     c.headers.store(opts.headers, Ordering::Relaxed);
     c.echo.store(opts.echo, Ordering::Relaxed);
     c.no_responders
         .store(opts.no_responders && opts.headers, Ordering::Relaxed);
     c.verbose.store(opts.verbose, Ordering::Relaxed);
-    shared.connected.store(true, Ordering::Relaxed);
     log::debug!(
-        "msgc client {} ({remote}) connected: name {:?}, {} {}, protocol {}",
+        "msgc client {} ({remote}) connected: name {:?}, {} {}, protocol {}{}",
         c.private_name,
         opts.name.as_deref().unwrap_or(""),
         opts.lang.as_deref().unwrap_or("?"),
         opts.version.as_deref().unwrap_or("?"),
-        opts.protocol
+        opts.protocol,
+        if restricted { ", with permissions" } else { "" }
     );
-    ok(shared);
-    true
+    ok(shared)
 }
 
 async fn write_half(shared: &Shared, counters: &Counters, mut conn: Conn) {
