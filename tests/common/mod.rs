@@ -361,24 +361,16 @@ msgc_server {{
 }
 
 // ---------------------------------------------------------------------------
-// A blocking NATS-protocol client for the msgc bus tests.
+// The msgc bus tests' client: the library's blocking client, with the
+// assertions tests make (every wait bounded by PATIENCE; a surprise panics).
 
-use ecclusterd::client::proto::{Delivery, ServerInfo, ServerOp, ServerParser};
+use ecclusterd::client::blocking::Client;
+pub use ecclusterd::client::blocking::Polled;
+use ecclusterd::client::proto::{Delivery, ServerInfo, ServerOp};
 
-/// Limits for reading what the server sends: generous, the server is trusted.
-const READ_LIMITS: ecclusterd::client::proto::Limits = ecclusterd::client::proto::Limits {
-    max_control_line: 1 << 20,
-    max_payload: 64 << 20,
-};
-
-/// A blocking client that parses what the server sends into [`ServerOp`]s.
-/// Every read waits at most [`PATIENCE`]: a timeout fails the test.
 pub struct Nats {
-    pub stream: TcpStream,
-    parser: ServerParser,
+    client: Client,
     pub info: ServerInfo,
-    buf: Vec<u8>,
-    eof: bool,
 }
 
 /// The CONNECT a plain client sends: not verbose, not pedantic.
@@ -390,21 +382,9 @@ pub const WITH_HEADERS: &str =
 impl Nats {
     /// Connects and reads the server's `INFO`; sends nothing.
     pub fn raw(addr: SocketAddr) -> Nats {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
-        stream.set_nodelay(true).expect("nodelay");
-        let mut c = Nats {
-            stream,
-            parser: ServerParser::new(READ_LIMITS),
-            info: ServerInfo::default(),
-            buf: vec![0; 64 * 1024],
-            eof: false,
-        };
-        match c.op() {
-            ServerOp::Info(info) => c.info = *info,
-            other => panic!("expected INFO first, got {other:?}"),
-        }
-        c
+        let client = Client::connect(addr, PATIENCE).expect("connect and read INFO");
+        let info = client.info.clone();
+        Nats { client, info }
     }
 
     /// Connects, sends `CONNECT <json>`, and round-trips a PING so the
@@ -435,79 +415,26 @@ impl Nats {
         timeout: Duration,
         poll: Duration,
     ) -> Result<Nats, String> {
-        let stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
-        stream
-            .set_read_timeout(Some(timeout))
-            .map_err(|e| e.to_string())?;
-        stream
-            .set_write_timeout(Some(PATIENCE))
-            .map_err(|e| e.to_string())?;
-        let _ = stream.set_nodelay(true);
-        let mut c = Nats {
-            stream,
-            parser: ServerParser::new(READ_LIMITS),
-            info: ServerInfo::default(),
-            buf: vec![0; 64 * 1024],
-            eof: false,
-        };
-        match c.poll_op() {
-            Polled::Op(ServerOp::Info(info)) => c.info = *info,
-            other => return Err(format!("expected INFO first, got {other:?}")),
-        }
-        c.stream
-            .set_read_timeout(Some(poll))
-            .map_err(|e| e.to_string())?;
-        if !c.try_send(format!("CONNECT {json}\r\n").as_bytes()) {
-            return Err("closed before CONNECT".into());
-        }
-        Ok(c)
+        let mut client = Client::connect(addr, timeout).map_err(|e| e.to_string())?;
+        client.set_read_timeout(poll).map_err(|e| e.to_string())?;
+        client.connect_with(json);
+        client
+            .flush()
+            .map_err(|_| "closed before CONNECT".to_owned())?;
+        let info = client.info.clone();
+        Ok(Nats { client, info })
     }
 
     /// Writes; false when the connection is gone.
     pub fn try_send(&mut self, bytes: &[u8]) -> bool {
-        self.stream.write_all(bytes).is_ok()
+        self.client.send(bytes).is_ok()
     }
 
     /// The next op, [`Polled::Idle`] when nothing came within the read
     /// timeout, [`Polled::Closed`] once the server is gone (or sent
     /// something unparsable).
     pub fn poll_op(&mut self) -> Polled {
-        loop {
-            if let Some(op) = self.parser.next_op() {
-                return match op {
-                    Ok(op) => Polled::Op(op),
-                    Err(_) => Polled::Closed,
-                };
-            }
-            if self.eof {
-                return Polled::Closed;
-            }
-            if !self.read_some() {
-                return Polled::Idle;
-            }
-        }
-    }
-
-    /// One read into the parser; false when nothing came within the read
-    /// timeout. EOF and errors (reset, broken pipe) mark the server gone.
-    fn read_some(&mut self) -> bool {
-        loop {
-            match self.stream.read(&mut self.buf) {
-                Ok(0) => self.eof = true,
-                Ok(n) => self.parser.feed(&self.buf[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return false;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => self.eof = true,
-            }
-            return true;
-        }
+        self.client.poll()
     }
 
     /// The client's private name on the bus, from INFO.
@@ -519,33 +446,26 @@ impl Nats {
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("write");
+        self.client.send(bytes).expect("write");
     }
 
     /// Writes, ignoring errors (the server may already have closed).
     pub fn send_lossy(&mut self, bytes: &[u8]) {
-        let _ = self.stream.write_all(bytes);
+        let _ = self.client.send(bytes);
     }
 
     pub fn publish(&mut self, subject: &str, payload: &[u8]) {
-        let mut f = format!("PUB {subject} {}\r\n", payload.len()).into_bytes();
-        f.extend_from_slice(payload);
-        f.extend_from_slice(b"\r\n");
-        self.send(&f);
+        self.client.publish(subject, None, payload);
+        self.client.flush().expect("write");
     }
 
     /// The next op, or `None` once the server has closed (EOF or reset).
     pub fn try_op(&mut self) -> Option<ServerOp> {
-        loop {
-            if let Some(op) = self.parser.next_op() {
-                return Some(op.unwrap_or_else(|e| panic!("server sent bad protocol: {e}")));
-            }
-            if self.eof {
-                return None;
-            }
-            if !self.read_some() {
-                panic!("nothing from the server within {PATIENCE:?}")
-            }
+        match self.client.poll() {
+            Polled::Op(op) => Some(op),
+            Polled::Closed => None,
+            Polled::Bad(e) => panic!("server sent bad protocol: {e}"),
+            Polled::Idle => panic!("nothing from the server within {PATIENCE:?}"),
         }
     }
 
@@ -634,14 +554,6 @@ impl Nats {
         let rest = self.until_closed();
         assert!(rest.is_empty(), "closed without a word, got {rest:?}");
     }
-}
-
-/// What [`Nats::poll_op`] found.
-#[derive(Debug)]
-pub enum Polled {
-    Op(ServerOp),
-    Idle,
-    Closed,
 }
 
 /// A deterministic xorshift generator for seeded random tests.

@@ -134,7 +134,7 @@ pub fn subscriber(sh: Arc<Shared>, slot: usize, node: usize, addr: SocketAddr) -
                             break;
                         }
                     }
-                    Polled::Closed => break,
+                    Polled::Closed | Polled::Bad(_) => break,
                 }
             }
             state.connected.store(false, Ordering::SeqCst);
@@ -159,7 +159,7 @@ fn subscribe(sh: &Shared, addr: SocketAddr) -> Option<Nats> {
             }
             Polled::Op(other) => panic!("before the first PONG: {other:?}"),
             Polled::Idle if Instant::now() < deadline && !sh.stopped() => {}
-            Polled::Idle | Polled::Closed => return None,
+            Polled::Idle | Polled::Closed | Polled::Bad(_) => return None,
         }
     }
 }
@@ -222,7 +222,7 @@ fn publish_batch(
                     return Settled::Closed;
                 }
             }
-            Polled::Closed => return Settled::Closed,
+            Polled::Closed | Polled::Bad(_) => return Settled::Closed,
         }
     }
 }

@@ -1,10 +1,14 @@
-//! A small blocking NATS client (std only) for the soak's load threads: one connection per
-//! thread, `CONNECT` without verbose/pedantic/headers, the server's keepalive `PING`s answered
-//! while reading.
+//! The soak's load threads' client: the library's blocking client
+//! (`ecclusterd::client::blocking`), one connection per thread, `CONNECT`
+//! without verbose/pedantic/headers, the server's keepalive `PING`s answered
+//! while reading, and what the server sends as the few ops the soak tells
+//! apart.
 
-use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::io;
 use std::time::{Duration, Instant};
+
+use ecclusterd::client::blocking;
+use ecclusterd::client::proto::ServerOp;
 
 /// What the server sent (keepalive `PING`s and `+OK` are handled inside [`Client::next`]).
 #[derive(Debug, PartialEq)]
@@ -18,219 +22,72 @@ pub enum Op {
     Err(String),
 }
 
-pub struct Client {
-    stream: TcpStream,
-    /// Read buffer: `rbuf[start..end]` is unparsed input; zeroed once, doubled when a
-    /// message needs more room (no clearing per read).
-    rbuf: Vec<u8>,
-    start: usize,
-    end: usize,
-    wbuf: Vec<u8>,
+impl Op {
+    fn from(op: ServerOp) -> io::Result<Op> {
+        Ok(match op {
+            ServerOp::Msg(d) => Op::Msg {
+                subject: d.subject,
+                reply: d.reply,
+                payload: d.payload.to_vec(),
+            },
+            ServerOp::Pong => Op::Pong,
+            ServerOp::Err(e) => Op::Err(e),
+            other => return Err(io::Error::other(format!("unexpected {other:?}"))),
+        })
+    }
 }
 
-/// Initial read buffer.
-const READ_CHUNK: usize = 64 * 1024;
+pub struct Client(blocking::Client);
 
 impl Client {
-    /// Connects, reads `INFO`, sends `CONNECT`; the first `PING`/`PONG` is the caller's.
+    /// Connects, reads `INFO`, buffers `CONNECT`; the first `PING`/`PONG` is the caller's.
     pub fn connect(addr: &str, name: &str) -> io::Result<Client> {
         let sock: std::net::SocketAddr = addr
             .parse()
             .map_err(|_| io::Error::other(format!("bad address {addr}")))?;
-        let stream = TcpStream::connect_timeout(&sock, Duration::from_secs(2))?;
-        stream.set_nodelay(true)?;
-        let mut c = Client {
-            stream,
-            rbuf: vec![0; READ_CHUNK],
-            start: 0,
-            end: 0,
-            wbuf: Vec::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let info = loop {
-            if let Some(line) = c.take_line() {
-                break line;
-            }
-            c.fill(deadline)?
-                .then_some(())
-                .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "no INFO"))?;
-        };
-        if !info.starts_with("INFO ") {
-            return Err(io::Error::other(format!("expected INFO, got {info:?}")));
-        }
-        let connect = format!(
-            "CONNECT {{\"verbose\":false,\"pedantic\":false,\"echo\":true,\"headers\":false,\"name\":\"{name}\",\"lang\":\"xtask-soak\",\"version\":\"0\"}}\r\n"
-        );
-        c.wbuf.extend_from_slice(connect.as_bytes());
-        Ok(c)
+        let mut c = blocking::Client::connect(sock, Duration::from_secs(5))?;
+        c.connect_with(&format!(
+            "{{\"verbose\":false,\"pedantic\":false,\"echo\":true,\"headers\":false,\"name\":\"{name}\",\"lang\":\"xtask-soak\",\"version\":\"0\"}}"
+        ));
+        Ok(Client(c))
     }
 
     pub fn sub(&mut self, subject: &str, queue: Option<&str>, sid: u64) {
-        let q = queue.map(|q| format!(" {q}")).unwrap_or_default();
-        self.wbuf
-            .extend_from_slice(format!("SUB {subject}{q} {sid}\r\n").as_bytes());
+        self.0.sub(subject, queue, &sid.to_string());
     }
 
     pub fn unsub(&mut self, sid: u64) {
-        self.wbuf
-            .extend_from_slice(format!("UNSUB {sid}\r\n").as_bytes());
+        self.0.unsub(&sid.to_string());
     }
 
     pub fn publish(&mut self, subject: &str, reply: Option<&str>, payload: &[u8]) {
-        let r = reply.map(|r| format!(" {r}")).unwrap_or_default();
-        self.wbuf
-            .extend_from_slice(format!("PUB {subject}{r} {}\r\n", payload.len()).as_bytes());
-        self.wbuf.extend_from_slice(payload);
-        self.wbuf.extend_from_slice(b"\r\n");
+        self.0.publish(subject, reply, payload);
     }
 
     pub fn ping(&mut self) {
-        self.wbuf.extend_from_slice(b"PING\r\n");
+        self.0.ping();
     }
 
-    /// Writes everything buffered (blocking; a write timeout turns a stuck server into an error).
+    /// Writes everything buffered.
     pub fn flush(&mut self) -> io::Result<()> {
-        if self.wbuf.is_empty() {
-            return Ok(());
-        }
-        self.stream
-            .set_write_timeout(Some(Duration::from_secs(10)))?;
-        self.stream.write_all(&self.wbuf)?;
-        self.wbuf.clear();
-        Ok(())
+        self.0.flush()
     }
 
     /// The next op, or None once `deadline` passes. Answers the server's `PING`s.
     pub fn next(&mut self, deadline: Instant) -> io::Result<Option<Op>> {
-        loop {
-            if let Some(op) = self.parse_one()? {
-                return Ok(Some(op));
-            }
-            if !self.fill(deadline)? {
-                return Ok(None);
-            }
-        }
+        self.0.next(deadline)?.map(Op::from).transpose()
     }
 
     /// Sends `PING` and waits up to `limit` for its `PONG`, returning what came before it.
     pub fn roundtrip(&mut self, limit: Duration) -> io::Result<Vec<Op>> {
-        self.ping();
-        self.flush()?;
-        let deadline = Instant::now() + limit;
-        let mut before = Vec::new();
-        loop {
-            match self.next(deadline)? {
-                Some(Op::Pong) => return Ok(before),
-                Some(op) => before.push(op),
-                None => return Err(io::Error::new(io::ErrorKind::TimedOut, "no PONG")),
-            }
-        }
-    }
-
-    /// Reads once, until `deadline`; false on timeout.
-    fn fill(&mut self, deadline: Instant) -> io::Result<bool> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(false);
-        }
-        if self.start == self.end {
-            (self.start, self.end) = (0, 0);
-        }
-        if self.end == self.rbuf.len() {
-            if self.start > 0 {
-                self.rbuf.copy_within(self.start..self.end, 0);
-                (self.start, self.end) = (0, self.end - self.start);
-            } else {
-                self.rbuf.resize(self.rbuf.len() * 2, 0);
-            }
-        }
-        self.stream
-            .set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
-        match self.stream.read(&mut self.rbuf[self.end..]) {
-            Ok(0) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed")),
-            Ok(k) => {
-                self.end += k;
-                Ok(true)
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    fn take_line(&mut self) -> Option<String> {
-        let buf = &self.rbuf[self.start..self.end];
-        let i = buf.iter().position(|&b| b == b'\n')?;
-        let line = String::from_utf8_lossy(&buf[..i])
-            .trim_end_matches('\r')
-            .to_owned();
-        self.start += i + 1;
-        Some(line)
-    }
-
-    /// One complete op from the buffer, if there is one.
-    fn parse_one(&mut self) -> io::Result<Option<Op>> {
-        loop {
-            let buf = &self.rbuf[self.start..self.end];
-            let Some(i) = buf.iter().position(|&b| b == b'\n') else {
-                return Ok(None);
-            };
-            let line = String::from_utf8_lossy(&buf[..i])
-                .trim_end_matches('\r')
-                .to_owned();
-            let (verb, rest) = line.split_once(' ').unwrap_or((line.as_str(), ""));
-            match verb.to_ascii_uppercase().as_str() {
-                "MSG" => {
-                    let args: Vec<&str> = rest.split_whitespace().collect();
-                    let (subject, reply, size) = match args.as_slice() {
-                        [s, _sid, n] => (*s, None, *n),
-                        [s, _sid, r, n] => (*s, Some(r.to_string()), *n),
-                        _ => return Err(io::Error::other(format!("bad MSG line {line:?}"))),
-                    };
-                    let size: usize = size
-                        .parse()
-                        .map_err(|_| io::Error::other(format!("bad MSG size {line:?}")))?;
-                    if buf.len() < i + 1 + size + 2 {
-                        return Ok(None);
-                    }
-                    let payload = buf[i + 1..i + 1 + size].to_vec();
-                    let subject = subject.to_owned();
-                    self.start += i + 1 + size + 2;
-                    return Ok(Some(Op::Msg {
-                        subject,
-                        reply,
-                        payload,
-                    }));
-                }
-                "PING" => {
-                    self.start += i + 1;
-                    self.wbuf.extend_from_slice(b"PONG\r\n");
-                    self.flush()?;
-                }
-                "PONG" => {
-                    self.start += i + 1;
-                    return Ok(Some(Op::Pong));
-                }
-                "-ERR" => {
-                    self.start += i + 1;
-                    return Ok(Some(Op::Err(rest.trim().trim_matches('\'').to_owned())));
-                }
-                "+OK" | "INFO" => self.start += i + 1,
-                _ => return Err(io::Error::other(format!("unexpected line {line:?}"))),
-            }
-        }
+        self.0.roundtrip(limit)?.into_iter().map(Op::from).collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
     use std::net::TcpListener;
 
     #[test]
