@@ -45,6 +45,41 @@ pub struct Welcome {
     pub mac: Option<String>,
 }
 
+/// The peer link's lines, for `greeting`.
+pub struct PeerGreeting;
+
+impl super::greeting::Greeting for PeerGreeting {
+    type Hello = Hello;
+    type Welcome = Welcome;
+    const HELLO: &'static str = HELLO_VERB;
+    const WELCOME: &'static str = WELCOME_VERB;
+    const LINK: super::secret::Link = super::secret::Link::Mesh;
+}
+
+impl super::greeting::Proof for Hello {
+    fn node(&self) -> &str {
+        &self.node
+    }
+    fn nonce(&self) -> Option<&str> {
+        self.nonce.as_deref()
+    }
+    fn mac(&self) -> Option<&str> {
+        self.mac.as_deref()
+    }
+}
+
+impl super::greeting::Proof for Welcome {
+    fn node(&self) -> &str {
+        &self.node
+    }
+    fn nonce(&self) -> Option<&str> {
+        None
+    }
+    fn mac(&self) -> Option<&str> {
+        self.mac.as_deref()
+    }
+}
+
 /// The `peers` list as the handshake carries it.
 pub fn peer_list(peers: &[Peer]) -> Vec<(String, String)> {
     peers

@@ -7,6 +7,7 @@
 //! the ordering protocol's business (`Frame::Order`).
 
 pub mod frame;
+pub mod greeting;
 pub mod handshake;
 pub mod order_codec;
 pub mod secret;
@@ -26,7 +27,7 @@ use smol::Timer;
 use crate::config::{Peer, Settings};
 use crate::net::{Conn, Shutdown};
 use frame::{Decoder, Frame};
-use handshake::{HELLO_VERB, Hello, PROTOCOL, WELCOME_VERB, Welcome};
+use handshake::{HELLO_VERB, Hello, PROTOCOL, PeerGreeting, Welcome};
 
 /// Keepalive intervals without any frame before a link is declared dead.
 pub const SUSPECT_AFTER: u32 = 3;
@@ -342,37 +343,27 @@ impl Mesh {
                 acceptor: &peer.name,
             };
             let challenge = info.msgc_peer_nonce;
-            let proof = secret::dialer_proof(self.secret.as_ref(), sides, challenge.as_deref())?;
-            let hello = Hello {
-                protocol: PROTOCOL,
-                node: self.me.clone(),
-                peers: handshake::peer_list(&self.peers),
-                eccluster: self.advertise(local),
-                nonce: proof.as_ref().map(|p| p.0.clone()),
-                mac: proof.as_ref().map(|p| p.1.clone()),
+            let hello = |proof: Option<(String, String)>| {
+                let (nonce, mac) = proof.unzip();
+                Hello {
+                    protocol: PROTOCOL,
+                    node: self.me.clone(),
+                    peers: handshake::peer_list(&self.peers),
+                    eccluster: self.advertise(local),
+                    nonce,
+                    mac,
+                }
             };
-            conn.write_all(&handshake::line(HELLO_VERB, &hello))
-                .await
-                .map_err(|e| e.to_string())?;
-            conn.flush().await.map_err(|e| e.to_string())?;
-            let answer = read_line(&mut conn, &mut pending, None).await?;
-            if answer.starts_with(b"-ERR") {
-                return Err(format!("refused: {}", String::from_utf8_lossy(&answer)));
-            }
-            let welcome: Welcome = handshake::parse(WELCOME_VERB, &answer)?;
-            if welcome.node != peer.name {
-                return Err(format!(
-                    "answered as `{}`, not `{}`",
-                    welcome.node, peer.name
-                ));
-            }
-            secret::check_acceptor(
+            let welcome = greeting::dial::<PeerGreeting>(
+                &mut conn,
+                &mut pending,
                 self.secret.as_ref(),
                 sides,
                 challenge.as_deref(),
-                hello.nonce.as_deref(),
-                welcome.mac.as_deref(),
-            )?;
+                hello,
+                |_| None,
+            )
+            .await?;
             Ok((conn, pending, welcome))
         }
         .or(async {
@@ -411,7 +402,11 @@ impl Mesh {
             .and_then(|h| handshake::check_hello(&h, &self.me, &self.peers).map(|()| h))
             .and_then(|h| self.check_address(&h.node, remote).map(|()| h))
             .and_then(|h| self.check_certificate(&h.node, &conn).map(|()| h))
-            .and_then(|h| self.check_proof(&h, challenge.as_deref()).map(|()| h));
+            .and_then(|h| {
+                let secret = self.secret.as_ref();
+                greeting::check_hello::<PeerGreeting>(secret, &self.me, &h, challenge.as_deref())
+                    .map(|()| h)
+            });
         let hello = match checked {
             Ok(h) => h,
             Err(why) => {
@@ -431,28 +426,18 @@ impl Mesh {
                 .await;
             return;
         }
-        let sides = secret::Sides {
-            link: secret::Link::Mesh,
-            dialer: &hello.node,
-            acceptor: &self.me,
-        };
-        let mac = secret::acceptor_mac(
-            self.secret.as_ref(),
-            sides,
-            challenge.as_deref(),
-            hello.nonce.as_deref(),
-        );
-        let welcome = Welcome {
+        let welcome = |mac| Welcome {
             protocol: PROTOCOL,
             node: self.me.clone(),
             eccluster: self.advertise(local),
             mac,
         };
-        if conn
-            .write_all(&handshake::line(WELCOME_VERB, &welcome))
-            .await
-            .is_err()
-            || conn.flush().await.is_err()
+        let secret = self.secret.as_ref();
+        let challenge = challenge.as_deref();
+        if !greeting::welcome::<PeerGreeting>(
+            &mut conn, secret, &self.me, &hello, challenge, welcome,
+        )
+        .await
         {
             return;
         }
@@ -464,22 +449,6 @@ impl Mesh {
         {
             l.last_error = Some(e);
         }
-    }
-
-    /// With a cluster secret, the dialer must have answered our challenge.
-    fn check_proof(&self, hello: &Hello, challenge: Option<&str>) -> Result<(), String> {
-        let sides = secret::Sides {
-            link: secret::Link::Mesh,
-            dialer: &hello.node,
-            acceptor: &self.me,
-        };
-        secret::check_dialer(
-            self.secret.as_ref(),
-            sides,
-            challenge,
-            hello.nonce.as_deref(),
-            hello.mac.as_deref(),
-        )
     }
 
     /// Over TLS, the peer's client certificate must be valid for its host in `peers`.

@@ -11,7 +11,7 @@ use bytes::{Buf, Bytes};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Peer;
-use crate::mesh::handshake;
+use crate::mesh::{greeting, handshake, secret};
 
 /// Bumped on any incompatible change of the node protocol.
 pub const PROTOCOL: u32 = 1;
@@ -50,6 +50,41 @@ pub struct Welcome {
     /// With a cluster secret: the acceptor's proof.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
+}
+
+/// The node link's lines, for `mesh::greeting`.
+pub struct NodeGreeting;
+
+impl greeting::Greeting for NodeGreeting {
+    type Hello = Hello;
+    type Welcome = Welcome;
+    const HELLO: &'static str = HELLO_VERB;
+    const WELCOME: &'static str = WELCOME_VERB;
+    const LINK: secret::Link = secret::Link::Node;
+}
+
+impl greeting::Proof for Hello {
+    fn node(&self) -> &str {
+        &self.node
+    }
+    fn nonce(&self) -> Option<&str> {
+        self.nonce.as_deref()
+    }
+    fn mac(&self) -> Option<&str> {
+        self.mac.as_deref()
+    }
+}
+
+impl greeting::Proof for Welcome {
+    fn node(&self) -> &str {
+        &self.node
+    }
+    fn nonce(&self) -> Option<&str> {
+        None
+    }
+    fn mac(&self) -> Option<&str> {
+        self.mac.as_deref()
+    }
 }
 
 /// Checks a dialler's [`Hello`]: protocol, the cluster identity and the

@@ -20,12 +20,12 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt, future};
 use smol::Timer;
 
 use super::codec::{
-    self, CHALLENGE_VERB, Decoder, Frame, HELLO_VERB, Hello, WELCOME_VERB, Welcome,
+    self, CHALLENGE_VERB, Decoder, Frame, HELLO_VERB, Hello, NodeGreeting, Welcome,
 };
 use super::files::Incoming;
 use super::{Port, Traffic};
 use crate::config::{Peer, Settings};
-use crate::mesh::{self, Mesh, handshake};
+use crate::mesh::{self, Mesh, greeting, handshake};
 use crate::mesh::{read_line, secret};
 use crate::net::{Conn, Shutdown};
 
@@ -270,37 +270,33 @@ impl NodeLinks {
             None => None,
             Some(_) => Some(challenge(&read_line(&mut conn, &mut pending, None).await?)?),
         };
-        let proof = secret::dialer_proof(secret, sides, challenge.as_deref())?;
-        let hello = Hello {
-            protocol: codec::PROTOCOL,
-            node: self.me.clone(),
-            to: peer.to_owned(),
-            peers: handshake::peer_list(&self.peers),
-            nonce: proof.as_ref().map(|p| p.0.clone()),
-            mac: proof.as_ref().map(|p| p.1.clone()),
+        let hello = |proof: Option<(String, String)>| {
+            let (nonce, mac) = proof.unzip();
+            Hello {
+                protocol: codec::PROTOCOL,
+                node: self.me.clone(),
+                to: peer.to_owned(),
+                peers: handshake::peer_list(&self.peers),
+                nonce,
+                mac,
+            }
         };
-        conn.write_all(&handshake::line(HELLO_VERB, &hello))
-            .await
-            .map_err(|e| e.to_string())?;
-        conn.flush().await.map_err(|e| e.to_string())?;
-        let answer = read_line(&mut conn, &mut pending, None).await?;
-        if answer.starts_with(b"-ERR") {
-            return Err(format!("refused: {}", String::from_utf8_lossy(&answer)));
-        }
-        if answer.starts_with(CHALLENGE_VERB.as_bytes()) {
-            return Err(secret::challenged_without_secret());
-        }
-        let w: Welcome = handshake::parse(WELCOME_VERB, &answer)?;
-        if w.node != peer {
-            return Err(format!("answered as `{}`, not `{peer}`", w.node));
-        }
-        secret::check_acceptor(
+        // A challenge to a node without a secret.
+        let challenged = |answer: &[u8]| {
+            answer
+                .starts_with(CHALLENGE_VERB.as_bytes())
+                .then(secret::challenged_without_secret)
+        };
+        greeting::dial::<NodeGreeting>(
+            &mut conn,
+            &mut pending,
             secret,
             sides,
             challenge.as_deref(),
-            hello.nonce.as_deref(),
-            w.mac.as_deref(),
-        )?;
+            hello,
+            challenged,
+        )
+        .await?;
         Ok((conn, pending))
     }
 
@@ -340,18 +336,7 @@ impl NodeLinks {
                 }
                 None => return Err("this node has no peers".to_owned()),
             }
-            let sides = secret::Sides {
-                link: secret::Link::Node,
-                dialer: &hello.node,
-                acceptor: &self.me,
-            };
-            secret::check_dialer(
-                secret,
-                sides,
-                ours.as_deref(),
-                hello.nonce.as_deref(),
-                hello.mac.as_deref(),
-            )?;
+            greeting::check_hello::<NodeGreeting>(secret, &self.me, &hello, ours.as_deref())?;
             Ok(hello)
         }
         .or(async {
@@ -382,22 +367,14 @@ impl NodeLinks {
                 return;
             }
         };
-        let sides = secret::Sides {
-            link: secret::Link::Node,
-            dialer: &hello.node,
-            acceptor: &self.me,
-        };
-        let mac = secret::acceptor_mac(secret, sides, ours.as_deref(), hello.nonce.as_deref());
-        let welcome = Welcome {
+        let welcome = |mac| Welcome {
             protocol: codec::PROTOCOL,
             node: self.me.clone(),
             mac,
         };
-        if conn
-            .write_all(&handshake::line(WELCOME_VERB, &welcome))
+        let ours = ours.as_deref();
+        if !greeting::welcome::<NodeGreeting>(&mut conn, secret, &self.me, &hello, ours, welcome)
             .await
-            .is_err()
-            || conn.flush().await.is_err()
         {
             return;
         }
