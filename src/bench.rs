@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::client::conn::{Connection, new_inbox};
+use crate::nats::conn::{Connection, new_inbox};
 use crate::net::tls::ClientTls;
 
 /// Flush a publisher's buffer once it holds this much.

@@ -2,18 +2,18 @@
 //!
 //! See ARCHITECTURE.md for the map and its floors (each module imports only
 //! the ones below it; `tests/it/layers.rs` checks). Protocol cores (`config`,
-//! `client::proto`, `subject`, `order`) are sans-IO; the drivers (`net`,
+//! `nats::proto`, `subject`, `order`) are sans-IO; the drivers (`net`,
 //! `mesh`, `node`, `msgc`'s tasks) move bytes and time; `daemon` composes.
 #![forbid(unsafe_code)]
 
 pub mod bench;
 pub mod cli;
-pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod logger;
 pub mod mesh;
 pub mod msgc;
+pub mod nats;
 pub mod net;
 pub mod node;
 pub mod order;

@@ -3,7 +3,7 @@
 //! the client parser accepts must survive encode → server-side parse.
 #![no_main]
 
-use ecclusterd::client::proto::{ClientParser, Limits, Op, ServerOp, ServerParser, encode};
+use ecclusterd::nats::proto::{ClientParser, Limits, Op, ServerOp, ServerParser, encode};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -9,11 +9,11 @@ use std::time::Duration;
 use argh::FromArgs;
 
 use crate::bench;
-use crate::client::conn::Connection;
-use crate::client::proto::headers::{MSGC_SENDER, parse_headers};
 use crate::config::{self, Identity};
 use crate::msgc::STATUS_SUBJECT;
 use crate::msgc::status::Status;
+use crate::nats::conn::Connection;
+use crate::nats::proto::headers::{MSGC_SENDER, parse_headers};
 
 /// Where a client command connects when `-s` is absent.
 const FALLBACK_SERVER: &str = "127.0.0.1:4809";

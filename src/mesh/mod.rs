@@ -317,7 +317,7 @@ impl Mesh {
             let local = conn.local_addr();
             let mut pending = Vec::new();
             let info = read_line(&mut conn, &mut pending, None).await?;
-            let info: crate::client::proto::ServerInfo = info
+            let info: crate::nats::proto::ServerInfo = info
                 .strip_prefix(b"INFO ")
                 .and_then(|j| serde_json::from_slice(j).ok())
                 .ok_or("not an msgc listener (no INFO)")?;

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::auth::{self, Auth};
-use crate::client::proto::{ConnectOptions, Op, ProtoError, Publish, text};
 use crate::config::Permissions;
+use crate::nats::proto::{ConnectOptions, Op, ProtoError, Publish, text};
 use crate::node::Request;
 
 /// What the bus around a session is, for one decision.

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use crate::client::proto::ConnectOptions;
 use crate::config::{BusSettings, Permissions};
+use crate::nats::proto::ConnectOptions;
 use crate::subject::pattern_matches;
 
 #[derive(Debug, Clone, Default)]

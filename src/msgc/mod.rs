@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::client::proto::{self, ServerInfo};
 use crate::config::Settings;
 use crate::mesh::Mesh;
+use crate::nats::proto::{self, ServerInfo};
 use crate::net::{Conn, Local, Remote, Service, Shutdown};
 use crate::node::{self, NodeLinks};
 

@@ -18,10 +18,10 @@ use smol::Timer;
 use super::Bus;
 use super::router::Message;
 use super::stream::{Effect, Stream};
-use crate::client::proto::{encode, text};
 use crate::config::Settings;
 use crate::mesh::frame::Frame;
 use crate::mesh::{self, Mesh, order_codec};
+use crate::nats::proto::{encode, text};
 use crate::order::{self, Action, Config, Core, CoreStatus, Mode, NodeId};
 
 pub use super::stream::{VIEW_SUBJECT, ViewEvent};

@@ -14,7 +14,7 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 
-use crate::client::proto::encode;
+use crate::nats::proto::encode;
 
 /// Payloads at least this long are shared, not copied.
 pub const INLINE_MAX: usize = 512;

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use super::groups::{self, Groups};
 use super::outbound::{Closed, Frame, Limits, Outbound};
 use super::status::Counters;
-use crate::client::proto::encode;
-use crate::client::proto::headers::{self, MSGC_SENDER, NO_RESPONDERS};
+use crate::nats::proto::encode;
+use crate::nats::proto::headers::{self, MSGC_SENDER, NO_RESPONDERS};
 use crate::subject::{Matches, QueuePicker, SubjectIndex};
 
 /// Subjects whose matches are remembered; past it the cache starts over.

@@ -16,7 +16,7 @@ use super::ordered::Input;
 use super::outbound::{Batch, Closed};
 use super::router::{Client, Message, Router, SubError};
 use super::status::Counters;
-use crate::client::proto::{self, ConnectOptions, ProtoError, Publish, text};
+use crate::nats::proto::{self, ConnectOptions, ProtoError, Publish, text};
 use crate::net::{Conn, Local, Remote, Shutdown};
 
 /// Read buffer bounds: a busy publisher's buffer grows to the maximum so one
@@ -50,7 +50,7 @@ pub async fn serve(
     shutdown: Shutdown,
 ) {
     let id = bus.next_client_id();
-    let private_name = crate::client::proto::private_name(id, &bus.node);
+    let private_name = crate::nats::proto::private_name(id, &bus.node);
     // With a cluster secret every connection is offered a challenge, since a
     // peer server is told apart only by what it sends after INFO.
     let challenge = bus

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::groups::{Event as GroupEvent, Kind, parse_queue_key};
-use crate::client::proto::private_name;
+use crate::nats::proto::private_name;
 use crate::order::{Delivered, Entry, NodeId, Publish};
 
 /// Where `$MSGC.VIEW` events are published.

@@ -364,9 +364,9 @@ msgc_server {{
 // The msgc bus tests' client: the library's blocking client, with the
 // assertions tests make (every wait bounded by PATIENCE; a surprise panics).
 
-use ecclusterd::client::blocking::Client;
-pub use ecclusterd::client::blocking::Polled;
-use ecclusterd::client::proto::{Delivery, ServerInfo, ServerOp};
+use ecclusterd::nats::blocking::Client;
+pub use ecclusterd::nats::blocking::Polled;
+use ecclusterd::nats::proto::{Delivery, ServerInfo, ServerOp};
 
 pub struct Nats {
     client: Client,

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ecclusterd::client::proto::{ServerOp, text};
+use ecclusterd::nats::proto::{ServerOp, text};
 use ecclusterd::order::check::{Event, MsgId, Publisher, Stream, View};
 
 use crate::common::{Nats, Polled, QUIET};

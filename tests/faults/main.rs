@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ecclusterd::client::proto::ServerOp;
+use ecclusterd::nats::proto::ServerOp;
 use ecclusterd::order::check::{self, History};
 
 use clients::Shared;

@@ -179,8 +179,8 @@ fn a_node_without_the_secret_is_refused_with_a_clear_reason() {
 
 #[test]
 fn a_replayed_handshake_is_refused() {
-    use ecclusterd::client::proto::ServerInfo;
     use ecclusterd::mesh::secret::{Link, Proof, Secret};
+    use ecclusterd::nats::proto::ServerInfo;
     let content = "the-cluster-secret-of-this-test";
     let (_d, path) = secret_file(content);
     let confs = cluster_confs(2, &format!("  secret_file = \"{path}\""));

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 
 use common::*;
-use ecclusterd::client::proto::headers::parse_headers;
+use ecclusterd::nats::proto::headers::parse_headers;
 use serde_json::{Value, json};
 
 fn node() -> Node {

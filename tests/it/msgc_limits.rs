@@ -4,7 +4,7 @@
 use crate::common;
 
 use common::*;
-use ecclusterd::client::proto::ServerOp;
+use ecclusterd::nats::proto::ServerOp;
 
 fn node_with(msgc_server: &str) -> Node {
     Node::start(&single_node_conf(&format!(

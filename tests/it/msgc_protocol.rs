@@ -6,8 +6,8 @@ use crate::common;
 use std::collections::HashMap;
 
 use common::*;
-use ecclusterd::client::proto::ServerOp;
-use ecclusterd::client::proto::headers::parse_headers;
+use ecclusterd::nats::proto::ServerOp;
+use ecclusterd::nats::proto::headers::parse_headers;
 
 fn node() -> Node {
     Node::start(&single_node_conf(""))
@@ -245,7 +245,7 @@ fn sub_wildcards_star_and_full() {
         p.publish(s, s.as_bytes());
     }
     p.sync_empty();
-    let subjects = |v: Vec<ecclusterd::client::proto::Delivery>| {
+    let subjects = |v: Vec<ecclusterd::nats::proto::Delivery>| {
         v.into_iter().map(|d| d.subject).collect::<Vec<_>>()
     };
     assert_eq!(subjects(star.sync_msgs()), ["a.b.c", "a.x.c"]);

@@ -6,8 +6,8 @@ use crate::common;
 use std::time::Duration;
 
 use common::*;
-use ecclusterd::client::conn::Connection;
-use ecclusterd::client::proto::ServerOp;
+use ecclusterd::nats::conn::Connection;
+use ecclusterd::nats::proto::ServerOp;
 
 fn node() -> Node {
     Node::start(&single_node_conf(""))
@@ -94,7 +94,7 @@ fn many_frames_split_at_random_boundaries_arrive_intact_and_in_order() {
         assert_eq!(&d.subject, subject, "message {i}");
         assert!(d.payload[..] == payload[..], "payload of message {i}");
         let h =
-            ecclusterd::client::proto::headers::parse_headers(d.headers.as_deref().expect("HMSG"))
+            ecclusterd::nats::proto::headers::parse_headers(d.headers.as_deref().expect("HMSG"))
                 .unwrap();
         let seq = i.to_string();
         assert_eq!(h.get("Seq"), had_headers.then_some(seq.as_str()));

@@ -6,7 +6,7 @@
 use crate::common;
 
 use common::*;
-use ecclusterd::client::proto::{Delivery, ServerOp, text};
+use ecclusterd::nats::proto::{Delivery, ServerOp, text};
 
 fn start(confs: &[String], which: &[usize]) -> Vec<Option<Node>> {
     (0..confs.len())

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::*;
-use ecclusterd::client::conn::Connection;
+use ecclusterd::nats::conn::Connection;
 use ecclusterd::net::tls::ClientTls;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 

@@ -1,5 +1,5 @@
 //! The soak's load threads' client: the library's blocking client
-//! (`ecclusterd::client::blocking`), one connection per thread, `CONNECT`
+//! (`ecclusterd::nats::blocking`), one connection per thread, `CONNECT`
 //! without verbose/pedantic/headers, the server's keepalive `PING`s answered
 //! while reading, and what the server sends as the few ops the soak tells
 //! apart.
@@ -7,8 +7,8 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use ecclusterd::client::blocking;
-use ecclusterd::client::proto::ServerOp;
+use ecclusterd::nats::blocking;
+use ecclusterd::nats::proto::ServerOp;
 
 /// What the server sent (keepalive `PING`s and `+OK` are handled inside [`Client::next`]).
 #[derive(Debug, PartialEq)]
