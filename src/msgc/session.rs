@@ -208,6 +208,31 @@ fn fail(shared: &Shared, err: &str) {
     shared.client.out.close();
 }
 
+/// The reader's side of a session: the parser, the admission decisions,
+/// and the CONNECT deadline until CONNECT came.
+struct Reading {
+    parser: proto::ClientParser,
+    admission: Admission,
+    connect_deadline: Option<Timer>,
+}
+
+impl Reading {
+    /// Takes bytes read from the client and handles every operation they
+    /// complete. True when the connection must end.
+    async fn take(
+        &mut self,
+        bus: &MsgcService,
+        shared: &Shared,
+        bytes: &[u8],
+        remote: &Remote,
+    ) -> bool {
+        shared.active.store(true, Ordering::Relaxed);
+        Counters::add(&bus.counters.bytes_in, bytes.len() as u64);
+        self.parser.feed(bytes);
+        handle(bus, shared, self, remote).await
+    }
+}
+
 async fn read_half(
     bus: &MsgcService,
     shared: &Shared,
@@ -216,30 +241,18 @@ async fn read_half(
     first: Vec<u8>,
     deadline: Timer,
 ) {
-    let mut parser = proto::ClientParser::new(bus.limits.proto);
-    let mut admission = Admission::default();
+    let mut input = Reading {
+        parser: proto::ClientParser::new(bus.limits.proto),
+        admission: Admission::default(),
+        connect_deadline: Some(deadline),
+    };
     let mut buf = ReadBuf::new();
-    let mut connect_deadline = Some(deadline);
-    if !first.is_empty() {
-        shared.active.store(true, Ordering::Relaxed);
-        Counters::add(&bus.counters.bytes_in, first.len() as u64);
-        parser.feed(&first);
-        if handle(
-            bus,
-            shared,
-            &mut admission,
-            &mut parser,
-            &mut connect_deadline,
-            remote,
-        )
-        .await
-        {
-            return;
-        }
+    if !first.is_empty() && input.take(bus, shared, &first, remote).await {
+        return;
     }
     loop {
         let read = async { Some(conn.read(buf.space()).await) };
-        let n = match connect_deadline.as_mut() {
+        let n = match input.connect_deadline.as_mut() {
             Some(deadline) => {
                 read.or(async {
                     deadline.await;
@@ -258,19 +271,7 @@ async fn read_half(
             Some(Ok(0)) | Some(Err(_)) => break,
             Some(Ok(n)) => n,
         };
-        shared.active.store(true, Ordering::Relaxed);
-        Counters::add(&bus.counters.bytes_in, n as u64);
-        parser.feed(buf.filled(n));
-        if handle(
-            bus,
-            shared,
-            &mut admission,
-            &mut parser,
-            &mut connect_deadline,
-            remote,
-        )
-        .await
-        {
+        if input.take(bus, shared, buf.filled(n), remote).await {
             return;
         }
         // The router was released with the chunk, so other connections get their turn.
@@ -286,25 +287,26 @@ async fn read_half(
 
 /// Handles what the parser holds, waiting for room in the ordering queue
 /// when it is full. True when the connection must end.
-async fn handle(
-    bus: &MsgcService,
-    shared: &Shared,
-    admission: &mut Admission,
-    parser: &mut proto::ClientParser,
-    connect_deadline: &mut Option<Timer>,
-    remote: &Remote,
-) -> bool {
+async fn handle(bus: &MsgcService, shared: &Shared, input: &mut Reading, remote: &Remote) -> bool {
     loop {
-        match process(bus, shared, admission, parser, connect_deadline, remote) {
+        let flow = process(
+            bus,
+            shared,
+            &mut input.admission,
+            &mut input.parser,
+            &mut input.connect_deadline,
+            remote,
+        );
+        match flow {
             Flow::Go => return false,
             Flow::Stop => return true,
-            Flow::Wait(input) => {
+            Flow::Wait(publish) => {
                 let Some(ord) = bus.ordered() else {
                     return true;
                 };
                 // Held back by us, not silent: no keepalive PINGs meanwhile.
                 shared.blocked.store(true, Ordering::Relaxed);
-                ord.submit_wait(input).await;
+                ord.submit_wait(publish).await;
                 shared.blocked.store(false, Ordering::Relaxed);
                 ok(shared);
             }
