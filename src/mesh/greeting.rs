@@ -34,6 +34,25 @@ pub trait Proof {
     fn mac(&self) -> Option<&str>;
 }
 
+/// Implements [`Proof`] for a line struct with `node` and `mac` fields,
+/// and `nonce` for a hello: `proof!(Hello, nonce)`, `proof!(Welcome)`.
+macro_rules! proof {
+    ($t:ty $(, $nonce:ident)?) => {
+        impl $crate::mesh::greeting::Proof for $t {
+            fn node(&self) -> &str {
+                &self.node
+            }
+            fn nonce(&self) -> Option<&str> {
+                None $(.or(self.$nonce.as_deref()))?
+            }
+            fn mac(&self) -> Option<&str> {
+                self.mac.as_deref()
+            }
+        }
+    };
+}
+pub(crate) use proof;
+
 /// The dialler's half: `hello(proof)` builds the hello from our proof
 /// (nonce, mac) over `challenge`; returns the checked welcome. `refusal`
 /// tells an answer that is neither `-ERR` nor a welcome (e.g. a challenge

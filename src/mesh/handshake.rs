@@ -56,29 +56,8 @@ impl super::greeting::Greeting for PeerGreeting {
     const LINK: super::secret::Link = super::secret::Link::Mesh;
 }
 
-impl super::greeting::Proof for Hello {
-    fn node(&self) -> &str {
-        &self.node
-    }
-    fn nonce(&self) -> Option<&str> {
-        self.nonce.as_deref()
-    }
-    fn mac(&self) -> Option<&str> {
-        self.mac.as_deref()
-    }
-}
-
-impl super::greeting::Proof for Welcome {
-    fn node(&self) -> &str {
-        &self.node
-    }
-    fn nonce(&self) -> Option<&str> {
-        None
-    }
-    fn mac(&self) -> Option<&str> {
-        self.mac.as_deref()
-    }
-}
+super::greeting::proof!(Hello, nonce);
+super::greeting::proof!(Welcome);
 
 /// The `peers` list as the handshake carries it.
 pub fn peer_list(peers: &[Peer]) -> Vec<(String, String)> {

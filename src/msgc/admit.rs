@@ -253,15 +253,24 @@ mod tests {
         None
     }
 
+    /// Node n1's surroundings.
+    fn around<'a>(
+        auth: &'a Auth,
+        ordered: bool,
+        reply_route: &'a dyn Fn(&str) -> Option<String>,
+    ) -> Surroundings<'a> {
+        Surroundings {
+            auth,
+            node: "n1",
+            ordered,
+            reply_route,
+        }
+    }
+
     #[test]
     fn with_credentials_nothing_but_connect_ping_pong_before_connect() {
         let a = auth(Some("s3cret"));
-        let s = Surroundings {
-            auth: &a,
-            node: "n1",
-            ordered: false,
-            reply_route: &none,
-        };
+        let s = around(&a, false, &none);
         let mut adm = Admission::default();
         assert_eq!(adm.decide(Op::Ping, &s), Decision::Ping);
         assert_eq!(
@@ -293,12 +302,7 @@ mod tests {
     #[test]
     fn without_credentials_anything_before_connect() {
         let a = auth(None);
-        let s = Surroundings {
-            auth: &a,
-            node: "n1",
-            ordered: false,
-            reply_route: &none,
-        };
+        let s = around(&a, false, &none);
         let mut adm = Admission::default();
         assert!(matches!(
             adm.decide(
@@ -328,12 +332,7 @@ mod tests {
             })),
         };
         let a = auth(None);
-        let s = Surroundings {
-            auth: &a,
-            node: "n1",
-            ordered: true,
-            reply_route: &none,
-        };
+        let s = around(&a, true, &none);
         assert_eq!(
             adm.decide(publish("no", None), &s),
             Decision::Refuse("-ERR 'Permissions Violation for Publish to \"no\"'\r\n".to_owned())
@@ -360,12 +359,7 @@ mod tests {
     fn where_a_publish_goes() {
         let a = auth(None);
         let routes = |subject: &str| (subject == "_INBOX.asked.by.n3").then(|| "n3".to_owned());
-        let ordered = Surroundings {
-            auth: &a,
-            node: "n1",
-            ordered: true,
-            reply_route: &routes,
-        };
+        let ordered = around(&a, true, &routes);
         let mut adm = Admission::default();
         let mut go = |subject: &str, reply: Option<&str>, s: &Surroundings| {
             route_of(adm.decide(publish(subject, reply), s))

@@ -63,29 +63,8 @@ impl greeting::Greeting for NodeGreeting {
     const LINK: secret::Link = secret::Link::Node;
 }
 
-impl greeting::Proof for Hello {
-    fn node(&self) -> &str {
-        &self.node
-    }
-    fn nonce(&self) -> Option<&str> {
-        self.nonce.as_deref()
-    }
-    fn mac(&self) -> Option<&str> {
-        self.mac.as_deref()
-    }
-}
-
-impl greeting::Proof for Welcome {
-    fn node(&self) -> &str {
-        &self.node
-    }
-    fn nonce(&self) -> Option<&str> {
-        None
-    }
-    fn mac(&self) -> Option<&str> {
-        self.mac.as_deref()
-    }
-}
+greeting::proof!(Hello, nonce);
+greeting::proof!(Welcome);
 
 /// Checks a dialler's [`Hello`]: protocol, the cluster identity and the
 /// name (the mesh's own checks, reused), and that it meant to reach `me`.
