@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::handshake;
-use super::read_line;
 use super::secret::{self, Secret, Sides};
+use super::{LinkError, read_line};
 use crate::net::Conn;
 
 /// One kind of link's handshake lines.
@@ -65,27 +65,27 @@ pub async fn dial<G: Greeting>(
     challenge: Option<&str>,
     hello: impl FnOnce(Option<(String, String)>) -> G::Hello,
     refusal: impl Fn(&[u8]) -> Option<String>,
-) -> Result<G::Welcome, String> {
+) -> Result<G::Welcome, LinkError> {
     let proof = secret::dialer_proof(secret, sides, challenge)?;
     let hello = hello(proof);
-    conn.write_all(&handshake::line(G::HELLO, &hello))
-        .await
-        .map_err(|e| e.to_string())?;
-    conn.flush().await.map_err(|e| e.to_string())?;
+    conn.write_all(&handshake::line(G::HELLO, &hello)).await?;
+    conn.flush().await?;
     let answer = read_line(conn, pending, None).await?;
     if answer.starts_with(b"-ERR") {
-        return Err(format!("refused: {}", String::from_utf8_lossy(&answer)));
+        return Err(LinkError::Refused(
+            String::from_utf8_lossy(&answer).into_owned(),
+        ));
     }
     if let Some(why) = refusal(&answer) {
-        return Err(why);
+        return Err(LinkError::Handshake(why));
     }
     let welcome: G::Welcome = handshake::parse(G::WELCOME, &answer)?;
     if welcome.node() != sides.acceptor {
-        return Err(format!(
+        return Err(LinkError::Handshake(format!(
             "answered as `{}`, not `{}`",
             welcome.node(),
             sides.acceptor
-        ));
+        )));
     }
     secret::check_acceptor(secret, sides, challenge, hello.nonce(), welcome.mac())?;
     Ok(welcome)

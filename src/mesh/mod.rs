@@ -6,6 +6,7 @@
 //! intervals is closed as dead. What flows on a link beyond keepalives is
 //! the ordering protocol's business (`Frame::Order`).
 
+mod error;
 pub mod frame;
 pub mod greeting;
 pub mod handshake;
@@ -26,6 +27,7 @@ use smol::Timer;
 
 use crate::config::{Peer, Settings};
 use crate::net::{Conn, Shutdown};
+pub use error::LinkError;
 use frame::{Decoder, Frame};
 use handshake::{HELLO_VERB, Hello, PROTOCOL, PeerGreeting, Welcome};
 
@@ -284,7 +286,7 @@ impl Mesh {
                         log::debug!("msgc peer {}: cannot link to {addr}: {e}", peer.name);
                     }
                     if let Some(l) = self.links().get_mut(&peer.name) {
-                        l.last_error = Some(e);
+                        l.last_error = Some(e.to_string());
                     }
                 }
             }
@@ -307,11 +309,9 @@ impl Mesh {
         peer: &Peer,
         addr: &str,
         shutdown: Shutdown,
-    ) -> Result<Result<(), String>, String> {
+    ) -> Result<Result<(), LinkError>, LinkError> {
         let connect = async {
-            let s = connect_from(self.own_ip(), addr)
-                .await
-                .map_err(|e| e.to_string())?;
+            let s = connect_from(self.own_ip(), addr).await?;
             let _ = s.set_nodelay(true);
             let mut conn = Conn::Tcp(s);
             let local = conn.local_addr();
@@ -320,19 +320,19 @@ impl Mesh {
             let info: crate::nats::proto::ServerInfo = info
                 .strip_prefix(b"INFO ")
                 .and_then(|j| serde_json::from_slice(j).ok())
-                .ok_or("not an msgc listener (no INFO)")?;
+                .ok_or_else(|| LinkError::Handshake("not an msgc listener (no INFO)".into()))?;
             // TLS after INFO, as NATS clients do; both ends must agree on it.
             match (info.tls_required == Some(true), &self.tls) {
                 (true, Some(tls)) => {
                     conn = crate::net::tls::connect(conn, tls, &peer.host)
                         .await
-                        .map_err(|e| format!("TLS handshake failed: {e}"))?;
+                        .map_err(|e| LinkError::Tls(format!("handshake failed: {e}")))?;
                 }
                 (true, None) => {
-                    return Err("the peer requires TLS, but this node's msgcserver_listener has none".to_owned());
+                    return Err(LinkError::Tls("the peer requires TLS, but this node's msgcserver_listener has none".to_owned()));
                 }
                 (false, Some(_)) => {
-                    return Err("the peer does not offer TLS, but this node's msgcserver_listener uses it (configure TLS on every node)".to_owned());
+                    return Err(LinkError::Tls("the peer does not offer TLS, but this node's msgcserver_listener uses it (configure TLS on every node)".to_owned()));
                 }
                 (false, None) => {}
             }
@@ -368,10 +368,7 @@ impl Mesh {
         }
         .or(async {
             Timer::after(self.connect_timeout).await;
-            Err(format!(
-                "no handshake within connect_timeout ({:?})",
-                self.connect_timeout
-            ))
+            Err(LinkError::Timeout(self.connect_timeout))
         });
         let (conn, pending, welcome) = connect.await?;
         Ok(self
@@ -398,15 +395,16 @@ impl Mesh {
                 return;
             }
         };
-        let checked = handshake::parse::<Hello>(HELLO_VERB, &line)
-            .and_then(|h| handshake::check_hello(&h, &self.me, &self.peers).map(|()| h))
-            .and_then(|h| self.check_address(&h.node, remote).map(|()| h))
-            .and_then(|h| self.check_certificate(&h.node, &conn).map(|()| h))
-            .and_then(|h| {
-                let secret = self.secret.as_ref();
-                greeting::check_hello::<PeerGreeting>(secret, &self.me, &h, challenge.as_deref())
-                    .map(|()| h)
-            });
+        let checked = || -> Result<Hello, LinkError> {
+            let h = handshake::parse::<Hello>(HELLO_VERB, &line)?;
+            handshake::check_hello(&h, &self.me, &self.peers)?;
+            self.check_address(&h.node, remote)?;
+            self.check_certificate(&h.node, &conn)?;
+            let secret = self.secret.as_ref();
+            greeting::check_hello::<PeerGreeting>(secret, &self.me, &h, challenge.as_deref())?;
+            Ok(h)
+        };
+        let checked = checked();
         let hello = match checked {
             Ok(h) => h,
             Err(why) => {
@@ -447,29 +445,33 @@ impl Mesh {
             .await
             && let Some(l) = self.links().get_mut(&hello.node)
         {
-            l.last_error = Some(e);
+            l.last_error = Some(e.to_string());
         }
     }
 
     /// Over TLS, the peer's client certificate must be valid for its host in `peers`.
-    pub fn check_certificate(&self, name: &str, conn: &Conn) -> Result<(), String> {
+    pub fn check_certificate(&self, name: &str, conn: &Conn) -> Result<(), LinkError> {
         match self.peers.iter().find(|p| p.name == name) {
-            Some(peer) => crate::net::tls::check_peer_name(conn, &peer.host),
-            None => Err(format!("`{name}` is not in peers")),
+            Some(peer) => {
+                crate::net::tls::check_peer_name(conn, &peer.host).map_err(LinkError::Tls)
+            }
+            None => Err(LinkError::UnknownPeer(name.to_owned())),
         }
     }
 
     /// A peer's configured host, when it is an IP literal, must be where it connects from.
-    pub fn check_address(&self, name: &str, remote: Option<SocketAddr>) -> Result<(), String> {
+    pub fn check_address(&self, name: &str, remote: Option<SocketAddr>) -> Result<(), LinkError> {
         let Some(peer) = self.peers.iter().find(|p| p.name == name) else {
-            return Err(format!("`{name}` is not in peers"));
+            return Err(LinkError::UnknownPeer(name.to_owned()));
         };
         match (peer.host.parse::<IpAddr>(), remote) {
-            (Ok(want), Some(got)) if canonical(want) != canonical(got.ip()) => Err(format!(
-                "`{name}` is {} in peers, but this connection comes from {}",
-                peer.host,
-                got.ip()
-            )),
+            (Ok(want), Some(got)) if canonical(want) != canonical(got.ip()) => {
+                Err(LinkError::Handshake(format!(
+                    "`{name}` is {} in peers, but this connection comes from {}",
+                    peer.host,
+                    got.ip()
+                )))
+            }
             _ => Ok(()),
         }
     }
@@ -482,13 +484,13 @@ impl Mesh {
         pending: Vec<u8>,
         eccluster: Option<String>,
         shutdown: Shutdown,
-    ) -> Result<(), String> {
+    ) -> Result<(), LinkError> {
         let (tx, rx) = async_channel::bounded(self.max_backlog);
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
         let replaced = {
             let mut links = self.links();
             let Some(l) = links.get_mut(peer) else {
-                return Err(format!("`{peer}` is not in peers"));
+                return Err(LinkError::UnknownPeer(peer.to_owned()));
             };
             let old = l.tx.replace(tx.clone());
             let (was_up, old_generation) = (l.up, l.generation);
@@ -540,7 +542,10 @@ impl Mesh {
         if current {
             log::info!(
                 "msgc peer {peer}: link down ({})",
-                result.as_ref().err().map_or("closed", String::as_str)
+                result
+                    .as_ref()
+                    .err()
+                    .map_or_else(|| "closed".to_owned(), LinkError::to_string)
             );
             self.emit(Event::Down(peer.to_owned(), generation)).await;
         }
@@ -555,13 +560,13 @@ impl Mesh {
         pending: Vec<u8>,
         tx: &Sender<Frame>,
         last_heard: &Mutex<Instant>,
-    ) -> Result<(), String> {
+    ) -> Result<(), LinkError> {
         let mut dec = Decoder::new(MAX_FRAME);
         dec.feed(&pending);
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             while let Some(f) = dec.next_frame() {
-                let f = f.map_err(|e| e.to_string())?;
+                let f = f.map_err(|e| LinkError::Frame(e.to_string()))?;
                 *last_heard.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
                 match f {
                     Frame::Ping(t) => {
@@ -579,9 +584,9 @@ impl Mesh {
                     }
                 }
             }
-            let n = conn.read(&mut buf).await.map_err(|e| e.to_string())?;
+            let n = conn.read(&mut buf).await?;
             if n == 0 {
-                return Err("closed by the peer".to_owned());
+                return Err(LinkError::Closed("closed by the peer"));
             }
             dec.feed(&buf[..n]);
         }
@@ -591,7 +596,7 @@ impl Mesh {
         &self,
         tx: &Sender<Frame>,
         last_heard: &Mutex<Instant>,
-    ) -> Result<(), String> {
+    ) -> Result<(), LinkError> {
         loop {
             let armed = Instant::now();
             Timer::after(self.keepalive).await;
@@ -604,18 +609,16 @@ impl Mesh {
                 .unwrap_or_else(|p| p.into_inner())
                 .elapsed();
             if !stalled && silent > self.keepalive.saturating_mul(SUSPECT_AFTER) {
-                return Err(format!(
-                    "silent for {silent:?} ({SUSPECT_AFTER} keepalive intervals)"
-                ));
+                return Err(LinkError::Silent(silent));
             }
             if tx.try_send(Frame::Ping(micros(self.started))).is_err() {
-                return Err("link queue closed".to_owned());
+                return Err(LinkError::Closed("link queue closed"));
             }
         }
     }
 }
 
-async fn link_writer(mut conn: Conn, rx: Receiver<Frame>) -> Result<(), String> {
+async fn link_writer(mut conn: Conn, rx: Receiver<Frame>) -> Result<(), LinkError> {
     let mut out = Vec::with_capacity(64 * 1024);
     while let Ok(f) = rx.recv().await {
         out.clear();
@@ -627,11 +630,13 @@ async fn link_writer(mut conn: Conn, rx: Receiver<Frame>) -> Result<(), String> 
                 Err(_) => break,
             }
         }
-        conn.write_all(&out).await.map_err(|e| e.to_string())?;
+        conn.write_all(&out).await?;
         // TLS holds records until flushed; a no-op on plain sockets.
-        conn.flush().await.map_err(|e| e.to_string())?;
+        conn.flush().await?;
     }
-    Err("link queue closed (stuck, replaced or stopping)".to_owned())
+    Err(LinkError::Closed(
+        "link queue closed (stuck, replaced or stopping)",
+    ))
 }
 
 /// Connects to `addr` (resolved if a host name), from `local` when given.
@@ -687,15 +692,15 @@ pub async fn read_line(
     conn: &mut Conn,
     pending: &mut Vec<u8>,
     expect: Option<(&str, &str)>,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, LinkError> {
     let mut buf = [0u8; 4096];
     loop {
         if let Some((verb, what)) = expect {
             let want = verb.as_bytes().iter().chain(b" ");
             if pending.iter().zip(want).any(|(a, b)| a != b) {
-                return Err(format!(
+                return Err(LinkError::Handshake(format!(
                     "not a {what} handshake (expected `{verb} {{...}}`)"
-                ));
+                )));
             }
         }
         if let Some(i) = pending.iter().position(|&b| b == b'\n') {
@@ -707,11 +712,11 @@ pub async fn read_line(
             return Ok(line);
         }
         if pending.len() > MAX_HANDSHAKE_LINE {
-            return Err("handshake line too long".to_owned());
+            return Err(LinkError::Handshake("handshake line too long".into()));
         }
-        let n = conn.read(&mut buf).await.map_err(|e| e.to_string())?;
+        let n = conn.read(&mut buf).await?;
         if n == 0 {
-            return Err("connection closed during the handshake".to_owned());
+            return Err(LinkError::Closed("connection closed during the handshake"));
         }
         pending.extend_from_slice(&buf[..n]);
     }

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use futures_lite::FutureExt;
 use sha2::{Digest, Sha256};
 
+use super::NodeError;
 use super::codec::{self, Frame};
 use super::links::NodeLinks;
 
@@ -164,10 +165,10 @@ pub struct Sent {
 }
 
 /// Sends the regular file at the absolute `path` to `peer`'s incoming_dir.
-pub async fn send_file(links: &Arc<NodeLinks>, peer: &str, path: &str) -> Result<Sent, String> {
+pub async fn send_file(links: &Arc<NodeLinks>, peer: &str, path: &str) -> Result<Sent, NodeError> {
     let p = PathBuf::from(path);
     if !p.is_absolute() {
-        return Err(format!("{path:?} is not an absolute path"));
+        return Err(format!("{path:?} is not an absolute path").into());
     }
     // Hash first: the offer carries the checksum.
     let hp = p.clone();
@@ -203,7 +204,7 @@ pub async fn send_file(links: &Arc<NodeLinks>, peer: &str, path: &str) -> Result
     let id = links.next_id();
     let rx = links.wait_for(id, &link);
     let started = Instant::now();
-    let result = async {
+    let result: Result<(), NodeError> = async {
         link.control(Frame::FileOffer {
             id,
             size,
@@ -214,7 +215,7 @@ pub async fn send_file(links: &Arc<NodeLinks>, peer: &str, path: &str) -> Result
         let mut file = Some(
             smol::unblock(move || File::open(&op))
                 .await
-                .map_err(|e| format!("{}: {e}", p.display()))?,
+                .map_err(|e| NodeError::Transfer(format!("{}: {e}", p.display())))?,
         );
         let (mut offset, mut credit) = (0u64, 0u64);
         loop {
@@ -223,7 +224,7 @@ pub async fn send_file(links: &Arc<NodeLinks>, peer: &str, path: &str) -> Result
                 let f = if credit == 0 || offset == size {
                     rx.recv()
                         .await
-                        .map_err(|_| format!("link to `{peer}` closed"))?
+                        .map_err(|_| NodeError::Closed("the link closed during the transfer"))?
                 } else {
                     match rx.try_recv() {
                         Ok(f) => f,
@@ -234,15 +235,15 @@ pub async fn send_file(links: &Arc<NodeLinks>, peer: &str, path: &str) -> Result
                     Frame::FileCredit { bytes, .. } => credit = credit.saturating_add(bytes),
                     Frame::FileDone { ok: true, .. } if offset == size => return Ok(()),
                     Frame::FileDone { ok: true, .. } => {
-                        return Err("receiver ended the transfer early".to_owned());
+                        return Err("receiver ended the transfer early".to_owned().into());
                     }
-                    Frame::FileDone { error, .. } => return Err(error),
+                    Frame::FileDone { error, .. } => return Err(error.into()),
                     _ => {}
                 }
             }
             let n = (CHUNK as u64).min(credit).min(size - offset) as usize;
             let Some(mut f) = file.take() else {
-                return Err("file closed".to_owned());
+                return Err("file closed".to_owned().into());
             };
             let (f, r) = smol::unblock(move || {
                 let mut buf = vec![0u8; n];
@@ -260,7 +261,7 @@ pub async fn send_file(links: &Arc<NodeLinks>, peer: &str, path: &str) -> Result
                         ok: false,
                         error: error.clone(),
                     });
-                    return Err(error);
+                    return Err(error.into());
                 }
             };
             link.bulk
@@ -270,7 +271,7 @@ pub async fn send_file(links: &Arc<NodeLinks>, peer: &str, path: &str) -> Result
                     Err(async_channel::SendError(Frame::Ping { id }))
                 })
                 .await
-                .map_err(|_| format!("link to `{peer}` closed"))?;
+                .map_err(|_| NodeError::Closed("the link closed during the transfer"))?;
             offset += n as u64;
             credit -= n as u64;
         }

@@ -23,9 +23,9 @@ use super::codec::{
     self, CHALLENGE_VERB, Decoder, Frame, HELLO_VERB, Hello, NodeGreeting, Welcome,
 };
 use super::files::Incoming;
-use super::{Port, Traffic};
+use super::{NodeError, Port, Traffic};
 use crate::config::{Peer, Settings};
-use crate::mesh::{self, Mesh, greeting, handshake};
+use crate::mesh::{self, LinkError, Mesh, greeting, handshake};
 use crate::mesh::{read_line, secret};
 use crate::net::{Conn, Shutdown};
 
@@ -47,16 +47,14 @@ pub struct LinkHandle {
 impl LinkHandle {
     /// Queues a control frame; a full queue means the peer stopped reading:
     /// the link is closed.
-    pub fn control(&self, f: Frame) -> Result<(), String> {
+    pub fn control(&self, f: Frame) -> Result<(), NodeError> {
         match self.ctl.try_send(f) {
             Ok(()) => Ok(()),
             Err(async_channel::TrySendError::Full(_)) => {
                 self.close();
-                Err(format!(
-                    "{CTL_QUEUE} control frames queued: link stuck, closed"
-                ))
+                Err(NodeError::Stuck)
             }
-            Err(async_channel::TrySendError::Closed(_)) => Err("link closed".to_owned()),
+            Err(async_channel::TrySendError::Closed(_)) => Err(NodeError::Closed("link closed")),
         }
     }
 
@@ -179,12 +177,12 @@ impl NodeLinks {
     }
 
     /// The live link to `peer`, dialling it if there is none.
-    pub async fn link(self: &Arc<Self>, peer: &str) -> Result<LinkHandle, String> {
+    pub async fn link(self: &Arc<Self>, peer: &str) -> Result<LinkHandle, NodeError> {
         if peer == self.me {
-            return Err(format!("`{peer}` is this node"));
+            return Err(NodeError::ThisNode(peer.to_owned()));
         }
         let Some(dial_lock) = self.dialing.get(peer) else {
-            return Err(format!("`{peer}` is not in peers"));
+            return Err(NodeError::UnknownPeer(peer.to_owned()));
         };
         let _one_dial = dial_lock.lock().await;
         {
@@ -198,11 +196,10 @@ impl NodeLinks {
                 if let Some(at) = s.retry_at
                     && at > Instant::now()
                 {
-                    return Err(format!(
-                        "{} (next attempt in {:.1} s)",
-                        s.last_error.as_deref().unwrap_or("unreachable"),
-                        (at - Instant::now()).as_secs_f64()
-                    ));
+                    return Err(NodeError::Backoff {
+                        last: s.last_error.clone().unwrap_or_else(|| "unreachable".into()),
+                        retry_in: at - Instant::now(),
+                    });
                 }
             }
         }
@@ -212,20 +209,15 @@ impl NodeLinks {
             .and_then(|m| m.status().into_iter().find(|p| p.name == peer))
             .and_then(|p| p.eccluster);
         let result = match addr {
-            None => Err(format!(
-                "the ECCluster_Listener address of `{peer}` is not known (its msgc peer link has not been up)"
-            )),
+            None => Err(NodeError::NoAddress(peer.to_owned())),
             Some(addr) => self
                 .dial(peer, &addr)
                 .or(async {
                     Timer::after(self.connect_timeout).await;
-                    Err(format!(
-                        "no handshake with {addr} within connect_timeout ({:?})",
-                        self.connect_timeout
-                    ))
+                    Err(LinkError::Timeout(self.connect_timeout))
                 })
                 .await
-                .map_err(|e| format!("cannot link to {addr}: {e}")),
+                .map_err(|source| NodeError::Dial { addr, source }),
         };
         match result {
             Ok((conn, pending)) => Ok(self.start_link(peer, conn, pending)),
@@ -235,17 +227,15 @@ impl NodeLinks {
                 s.failures = s.failures.saturating_add(1);
                 let seed = self.next_id.load(Ordering::Relaxed) ^ u64::from(s.failures);
                 s.retry_at = Some(Instant::now() + mesh::backoff(self.reconnect, s.failures, seed));
-                s.last_error = Some(e.clone());
+                s.last_error = Some(e.to_string());
                 log::warn!("node link {peer}: {e}");
                 Err(e)
             }
         }
     }
 
-    async fn dial(&self, peer: &str, addr: &str) -> Result<(Conn, Vec<u8>), String> {
-        let s = mesh::connect_from(self.own_ip, addr)
-            .await
-            .map_err(|e| e.to_string())?;
+    async fn dial(&self, peer: &str, addr: &str) -> Result<(Conn, Vec<u8>), LinkError> {
+        let s = mesh::connect_from(self.own_ip, addr).await?;
         let _ = s.set_nodelay(true);
         let mut conn = Conn::Tcp(s);
         if let Some(tls) = &self.tls {
@@ -256,7 +246,7 @@ impl NodeLinks {
                 .map_or(peer, |p| p.host.as_str());
             conn = crate::net::tls::connect(conn, tls, host)
                 .await
-                .map_err(|e| format!("TLS handshake failed: {e}"))?;
+                .map_err(|e| LinkError::Tls(format!("handshake failed: {e}")))?;
         }
         let mut pending = Vec::new();
         let secret = self.mesh.as_ref().and_then(|m| m.secret());
@@ -316,14 +306,14 @@ impl NodeLinks {
             if let Some(tls) = &tls {
                 conn = crate::net::tls::accept(conn.clone(), tls, Vec::new())
                     .await
-                    .map_err(|e| format!("TLS handshake failed: {e}"))?;
+                    .map_err(|e| LinkError::Tls(format!("handshake failed: {e}")))?;
             }
             if secret.is_some() {
-                let nonce = secret::nonce().ok_or("no randomness for a nonce")?;
+                let nonce = secret::nonce()
+                    .ok_or_else(|| LinkError::Handshake("no randomness for a nonce".into()))?;
                 conn.write_all(format!("{CHALLENGE_VERB} {nonce}\r\n").as_bytes())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                conn.flush().await.map_err(|e| e.to_string())?;
+                    .await?;
+                conn.flush().await?;
                 ours = Some(nonce);
             }
             let line = read_line(&mut conn, &mut pending, Some((HELLO_VERB, "node"))).await?;
@@ -334,24 +324,21 @@ impl NodeLinks {
                     m.check_address(&hello.node, remote)?;
                     m.check_certificate(&hello.node, &conn)?;
                 }
-                None => return Err("this node has no peers".to_owned()),
+                None => return Err(LinkError::Handshake("this node has no peers".into())),
             }
             greeting::check_hello::<NodeGreeting>(secret, &self.me, &hello, ours.as_deref())?;
             Ok(hello)
         }
         .or(async {
             Timer::after(self.connect_timeout).await;
-            Err(format!(
-                "no handshake within connect_timeout ({:?})",
-                self.connect_timeout
-            ))
+            Err(LinkError::Timeout(self.connect_timeout))
         })
         .await;
         let hello = match handshake {
             Ok(h) => h,
             Err(why) => {
                 log::warn!("ECCluster_Listener: connection from {who} refused: {why}");
-                let why = why.replace('\'', "\"");
+                let why = why.to_string().replace('\'', "\"");
                 // A TLS listener whose handshake did not finish has no channel to explain on.
                 let plain_on_tls = tls.is_some() && !matches!(conn, Conn::Tls(_));
                 if !plain_on_tls {
@@ -454,9 +441,7 @@ impl NodeLinks {
         }
         // Whoever waited on this link learns it is gone (their queue closes).
         lock(&self.waiting).retain(|_, (g, _)| *g != handle.generation);
-        let why = result
-            .err()
-            .unwrap_or_else(|| "idle or stopping".to_owned());
+        let why = result.map_or_else(|e| e.to_string(), |()| "idle or stopping".to_owned());
         log::info!("node link {peer}: ended ({why})");
     }
 
@@ -467,7 +452,7 @@ impl NodeLinks {
         pending: Vec<u8>,
         link: &LinkHandle,
         active: &Mutex<Instant>,
-    ) -> Result<(), String> {
+    ) -> Result<(), NodeError> {
         let mut dec = Decoder::new(codec::MAX_FRAME);
         dec.feed(&pending);
         let mut buf = vec![0u8; 64 * 1024];
@@ -476,15 +461,15 @@ impl NodeLinks {
         let result = async {
             loop {
                 while let Some(f) = dec.next_frame() {
-                    let f = f.map_err(|e| e.to_string())?;
+                    let f = f.map_err(|e| LinkError::Frame(e.to_string()))?;
                     *lock(active) = Instant::now();
                     Traffic::add(&self.traffic.frames_in, 1);
                     Traffic::add(&self.traffic.bytes_in, f.wire_len() as u64);
                     self.dispatch(peer, f, link, &mut incoming).await?;
                 }
-                let n = conn.read(&mut buf).await.map_err(|e| e.to_string())?;
+                let n = conn.read(&mut buf).await.map_err(LinkError::Io)?;
                 if n == 0 {
-                    return Err("closed by the peer".to_owned());
+                    return Err(NodeError::Closed("closed by the peer"));
                 }
                 dec.feed(&buf[..n]);
             }
@@ -502,7 +487,7 @@ impl NodeLinks {
         f: Frame,
         link: &LinkHandle,
         incoming: &mut HashMap<u64, Incoming>,
-    ) -> Result<(), String> {
+    ) -> Result<(), NodeError> {
         match f {
             Frame::Deliver(d) => self.port.deliver(&d),
             Frame::Ping { id } => link.control(Frame::Pong { id })?,
@@ -520,7 +505,7 @@ impl NodeLinks {
                 name,
             } => {
                 if incoming.contains_key(&id) {
-                    return Err(format!("transfer {id} offered twice"));
+                    return Err(NodeError::Transfer(format!("transfer {id} offered twice")));
                 }
                 match Incoming::start(self.incoming_dir.as_deref(), id, &name, size, sha256).await {
                     Ok(t) => {
@@ -595,7 +580,7 @@ impl NodeLinks {
         ctl: Receiver<Frame>,
         bulk: Receiver<Frame>,
         active: &Mutex<Instant>,
-    ) -> Result<(), String> {
+    ) -> Result<(), NodeError> {
         let mut out = Vec::with_capacity(256 * 1024);
         loop {
             let first = match ctl.try_recv() {
@@ -606,7 +591,7 @@ impl NodeLinks {
                         .recv()
                         .or(bulk.recv())
                         .await
-                        .map_err(|_| "link queues closed".to_owned())?,
+                        .map_err(|_| NodeError::Closed("link queues closed"))?,
                 },
             };
             out.clear();
@@ -622,11 +607,9 @@ impl NodeLinks {
                     Err(_) => break,
                 }
             }
-            conn.write_all(&out).await.map_err(|e| e.to_string())?;
+            conn.write_all(&out).await.map_err(LinkError::Io)?;
             // TLS holds records until flushed; a no-op on plain sockets.
-            conn.flush().await.map_err(|e| e.to_string())?;
-            // TLS holds records until flushed; a no-op on plain sockets.
-            conn.flush().await.map_err(|e| e.to_string())?;
+            conn.flush().await.map_err(LinkError::Io)?;
             *lock(active) = Instant::now();
             Traffic::add(&self.traffic.frames_out, frames);
             Traffic::add(&self.traffic.bytes_out, out.len() as u64);
@@ -635,7 +618,7 @@ impl NodeLinks {
 
     /// Ends the link after `idle_timeout` with nothing sent or received
     /// (never, when `idle_timeout` is 0).
-    async fn idle(&self, active: &Mutex<Instant>) -> Result<(), String> {
+    async fn idle(&self, active: &Mutex<Instant>) -> Result<(), NodeError> {
         if self.idle_timeout.is_zero() {
             return future::pending().await;
         }
@@ -650,14 +633,16 @@ impl NodeLinks {
 }
 
 /// The nonce of an `ECCLUSTER-CHALLENGE` line.
-fn challenge(line: &[u8]) -> Result<String, String> {
+fn challenge(line: &[u8]) -> Result<String, LinkError> {
     if line.starts_with(b"-ERR") {
-        return Err(format!("refused: {}", String::from_utf8_lossy(line)));
+        return Err(LinkError::Refused(
+            String::from_utf8_lossy(line).into_owned(),
+        ));
     }
     line.strip_prefix(CHALLENGE_VERB.as_bytes())
         .and_then(|r| r.strip_prefix(b" "))
         .and_then(|n| std::str::from_utf8(n).ok())
         .filter(|n| !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
         .map(str::to_owned)
-        .ok_or_else(|| "the peer offers no challenge: it has no cluster secret (set the same secret_file on every node)".to_owned())
+        .ok_or_else(|| LinkError::Handshake("the peer offers no challenge: it has no cluster secret (set the same secret_file on every node)".to_owned()))
 }

@@ -8,6 +8,7 @@
 
 pub mod codec;
 pub mod direct;
+mod error;
 pub mod files;
 pub mod links;
 
@@ -22,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::net::{Conn, Local, Remote, Service, Shutdown};
 use codec::{Delivery, Frame};
+pub use error::NodeError;
 pub use links::NodeLinks;
 
 /// What node links need of the node's bus, which implements it (`msgc`):
@@ -98,8 +100,8 @@ impl NodeLinks {
     }
 
     async fn answer(self: &Arc<Self>, req: Request, payload: Bytes) -> Vec<u8> {
-        let error = |node: &str, e: String| {
-            serde_json::to_vec(&json!({ "node": node, "error": e })).unwrap_or_default()
+        let error = |node: &str, e: &dyn std::fmt::Display| {
+            serde_json::to_vec(&json!({ "node": node, "error": e.to_string() })).unwrap_or_default()
         };
         match req {
             Request::Ping(node) => match self.exchange(&node, |id| Frame::Ping { id }).await {
@@ -108,20 +110,20 @@ impl NodeLinks {
                     "rtt_ms": rtt * 1000.0,
                 }))
                 .unwrap_or_default(),
-                Ok(_) => error(&node, "unexpected answer".to_owned()),
-                Err(e) => error(&node, e),
+                Ok(_) => error(&node, &"unexpected answer"),
+                Err(e) => error(&node, &e),
             },
             Request::Status(node) if node == self.me => self.port.status_json(),
             Request::Status(node) => {
                 match self.exchange(&node, |id| Frame::StatusRequest { id }).await {
                     Ok((Frame::StatusReply { json, .. }, _)) => json.to_vec(),
-                    Ok(_) => error(&node, "unexpected answer".to_owned()),
-                    Err(e) => error(&node, e),
+                    Ok(_) => error(&node, &"unexpected answer"),
+                    Err(e) => error(&node, &e),
                 }
             }
             Request::SendFile(node) => {
                 let Ok(path) = std::str::from_utf8(&payload) else {
-                    return error(&node, "the path is not UTF-8".to_owned());
+                    return error(&node, &"the path is not UTF-8");
                 };
                 match files::send_file(self, &node, path).await {
                     Ok(s) => {
@@ -140,7 +142,7 @@ impl NodeLinks {
                         }))
                         .unwrap_or_default()
                     }
-                    Err(e) => error(&node, e),
+                    Err(e) => error(&node, &e),
                 }
             }
         }
@@ -152,7 +154,7 @@ impl NodeLinks {
         self: &Arc<Self>,
         node: &str,
         frame: impl FnOnce(u64) -> Frame,
-    ) -> Result<(Frame, f64), String> {
+    ) -> Result<(Frame, f64), NodeError> {
         let link = self.link(node).await?;
         let id = self.next_id();
         let rx = self.wait_for(id, &link);
@@ -161,14 +163,14 @@ impl NodeLinks {
             link.control(frame(id))?;
             rx.recv()
                 .await
-                .map_err(|_| format!("link to `{node}` closed"))
+                .map_err(|_| NodeError::Closed("the link closed before the answer"))
         }
         .or(async {
             smol::Timer::after(self.connect_timeout).await;
-            Err(format!(
-                "no answer from `{node}` within connect_timeout ({:?})",
-                self.connect_timeout
-            ))
+            Err(NodeError::NoAnswer {
+                node: node.to_owned(),
+                within: self.connect_timeout,
+            })
         })
         .await;
         self.done_waiting(id);
