@@ -17,5 +17,6 @@ pub mod nats;
 pub mod net;
 pub mod node;
 pub mod order;
+pub mod rng;
 pub mod sim;
 pub mod subject;

@@ -36,33 +36,7 @@ use crate::order::{Action, Config, Core, Entry, Epoch, Mode, NodeId, PeerMsg, ch
 pub use net::MeshParams;
 use net::{LinkEvent, Net, Procs};
 
-/// SplitMix64: tiny, seedable, good enough for scheduling decisions.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-    /// Uniform in `lo..hi`.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi.saturating_sub(lo))
-    }
-    pub fn chance(&mut self, num: u64, den: u64) -> bool {
-        self.below(den) < num
-    }
-}
+pub use crate::rng::Rng;
 
 /// Which random faults a run injects during [`SimParams::fault_ms`].
 #[derive(Debug, Clone, Copy, Default)]

@@ -231,30 +231,18 @@ impl<T> Matches<T> {
 /// and simulations replay.
 #[derive(Debug, Clone)]
 pub struct QueuePicker {
-    state: u64,
+    rng: crate::rng::Rng,
 }
 
 impl QueuePicker {
     pub fn new(seed: u64) -> Self {
-        Self { state: seed }
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        Self {
+            rng: crate::rng::Rng::new(seed),
+        }
     }
 
     pub fn pick<'a, T>(&mut self, members: &'a [T]) -> Option<&'a T> {
-        if members.is_empty() {
-            return None;
-        }
-        // Multiply-shift maps 64 random bits onto 0..len without modulo bias
-        // worth caring about at group sizes.
-        let i = ((u128::from(self.next_u64()) * members.len() as u128) >> 64) as usize;
-        members.get(i)
+        members.get(self.rng.index(members.len())?)
     }
 }
 
