@@ -1,6 +1,6 @@
-//! The running node: one smol executor serving both listeners, signals, and
-//! an orderly stop. Everything here moves bytes and time; decisions live in
-//! the sans-IO modules.
+//! The running node, and its composition root: one smol executor serving
+//! both listeners, each service built complete from the ones below it
+//! (ARCHITECTURE.md, "Floors"), signals, and an orderly stop.
 
 mod reload;
 
