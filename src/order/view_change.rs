@@ -98,8 +98,10 @@ impl Core {
         if let Some(w) = &mut self.want
             && w.view >= v
         {
-            if w.join.is_none() && join.is_some() {
-                // Already voting higher: say why too.
+            if join.is_some() && w.join != join {
+                // Already voting as high: say why too, or why now (the
+                // history last heard from is the one to ask to move; one
+                // heard before may have no majority to grant it).
                 w.join = join;
                 let msg = w.vote();
                 self.send_all(msg);
