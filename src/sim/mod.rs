@@ -1276,6 +1276,7 @@ impl Sim {
                 label: format!("n{}#{incarnation} (instance {k})", inst.node),
                 from_start: inst.initial,
                 complete: current,
+                resumed: None,
                 events,
             });
         }

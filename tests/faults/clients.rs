@@ -104,6 +104,7 @@ pub fn subscriber(sh: Arc<Shared>, slot: usize, node: usize, addr: SocketAddr) -
                 label: format!("sub{slot}@node{node}#{run}"),
                 from_start: !sh.publishing.load(Ordering::SeqCst),
                 complete: false,
+                resumed: None,
                 events: Vec::new(),
             };
             state.fence.store(false, Ordering::SeqCst);

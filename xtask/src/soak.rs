@@ -700,13 +700,13 @@ pub fn run(args: &[String]) -> Result {
                 requests: d(3) as f64 / secs,
                 request_timeouts: d(4),
                 rss,
-                views: checker.views_seen.len() - views_before,
+                views: checker.totals().views as usize - views_before,
                 refused: d(5),
                 reconnects: d(6),
                 errors: d(7),
                 violations: checker.violations,
             };
-            views_before = checker.views_seen.len();
+            views_before = checker.totals().views as usize;
             last_counts = c;
             println!("{}", row_line(&row));
             rows.push(row);
@@ -918,14 +918,24 @@ fn report_text(
     {
         let _ = writeln!(out, "  error: {e}");
     }
+    let t = checker.totals();
     let _ = writeln!(
         out,
-        "checker: {} violation(s); confirmed deliveries checked {}, excused (node disturbed) {}; \
-         views seen {}; view changes of a node no fault touched {}; subscriber streams still tracked {}",
+        "checker (order::check over {} overlapping cuts): {} violation(s); confirmed messages judged {} \
+         ({} stream obligations), not judged (confirmed too late to judge) {}, orphans {}; views seen {}{}; \
+         view changes of a node no fault touched {}; subscriber streams still kept {}",
+        t.cuts,
         checker.violations,
-        checker.confirmed_checked,
-        checker.confirmed_excused,
-        checker.views_seen.len(),
+        t.confirmed,
+        t.obligations,
+        t.unjudged,
+        t.orphans,
+        t.views,
+        if t.lost_views {
+            " (some saying lost)"
+        } else {
+            ""
+        },
         checker.unplanned_view_changes,
         checker.streams()
     );
@@ -1073,14 +1083,19 @@ fn report_json(
         l(&s.errors)
     );
     let d: Vec<String> = checker.described.iter().map(|d| json_str(d)).collect();
+    let t = checker.totals();
     let _ = writeln!(
         out,
-        "  \"checker\": {{\"violations\": {}, \"described\": [{}], \"confirmed_checked\": {}, \"confirmed_excused\": {}, \"views_seen\": {}, \"unplanned_view_changes\": {}}}",
+        "  \"checker\": {{\"violations\": {}, \"described\": [{}], \"cuts\": {}, \"confirmed_judged\": {}, \"obligations\": {}, \"not_judged\": {}, \"orphans\": {}, \"views_seen\": {}, \"lost_views\": {}, \"unplanned_view_changes\": {}}}",
         checker.violations,
         d.join(", "),
-        checker.confirmed_checked,
-        checker.confirmed_excused,
-        checker.views_seen.len(),
+        t.cuts,
+        t.confirmed,
+        t.obligations,
+        t.unjudged,
+        t.orphans,
+        t.views,
+        t.lost_views,
         checker.unplanned_view_changes
     );
     out.push_str("}\n");

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::check::{Event, Record};
 use super::client::{Client, Op};
+use ecclusterd::order::check::View;
 
 /// Payload of an ordinary message; every [`LARGE_EVERY`]th is [`LARGE`] bytes.
 pub const SMALL: usize = 128;
@@ -253,7 +254,11 @@ fn publisher(ctx: &Ctx, node: usize) {
                 if due > sent {
                     let n = (due - sent).min(u64::from(ctx.rate));
                     let hi = seq + n as u32;
-                    ctx.send(Record::Published { session, seq: hi });
+                    ctx.send(Record::Published {
+                        session,
+                        seq: hi,
+                        t: ctx.now_ms(),
+                    });
                     for _ in 0..n {
                         seq += 1;
                         let p = if seq.is_multiple_of(LARGE_EVERY) {
@@ -319,41 +324,7 @@ pub fn tag(payload: &[u8]) -> Option<(u32, u32)> {
     Some((s, q))
 }
 
-/// The fields of a `$MSGC.VIEW` event the checker uses: id, members (joined by spaces),
-/// and whether `node` is in `joined` or `left`.
-pub fn parse_view(json: &str, node: &str) -> Option<(u64, String, bool)> {
-    let id = json_number(json, "view")?;
-    let list = |key: &str| -> Option<Vec<String>> {
-        let pat = format!("\"{key}\":[");
-        let i = json.find(&pat)? + pat.len();
-        let end = json[i..].find(']')? + i;
-        Some(
-            json[i..end]
-                .split(',')
-                .map(|s| s.trim().trim_matches('"').to_owned())
-                .filter(|s| !s.is_empty())
-                .collect(),
-        )
-    };
-    let members = list("members")?.join(" ");
-    let own = [list("joined")?, list("left")?]
-        .iter()
-        .any(|l| l.iter().any(|n| n == node));
-    Some((id, members, own))
-}
-
-/// The unsigned integer after `"key":` in a JSON text.
-pub fn json_number(json: &str, key: &str) -> Option<u64> {
-    let pat = format!("\"{key}\":");
-    let rest = json[json.find(&pat)? + pat.len()..].trim_start();
-    let end = rest
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(rest.len());
-    rest[..end].parse().ok()
-}
-
 fn subscriber(ctx: &Ctx, node: usize, kind: SubKind) {
-    let own = format!("node{}", node + 1);
     forever(ctx, node, &format!("soak-sub-{node}-{kind:?}"), |c| {
         let stream = ctx.next_stream.fetch_add(1, Relaxed);
         ctx.send(Record::Open {
@@ -361,16 +332,13 @@ fn subscriber(ctx: &Ctx, node: usize, kind: SubKind) {
             node,
             queue: matches!(kind, SubKind::Queue),
         });
-        let r = subscribe(ctx, c, stream, kind, &own);
-        ctx.send(Record::Closed {
-            stream,
-            t: ctx.now_ms(),
-        });
+        let r = subscribe(ctx, c, stream, kind);
+        ctx.send(Record::Closed { stream });
         r
     });
 }
 
-fn subscribe(ctx: &Ctx, c: &mut Client, stream: u64, kind: SubKind, own: &str) -> io::Result<()> {
+fn subscribe(ctx: &Ctx, c: &mut Client, stream: u64, kind: SubKind) -> io::Result<()> {
     match kind {
         SubKind::Plain => {
             for n in 0..ctx.addrs.len() {
@@ -386,10 +354,7 @@ fn subscribe(ctx: &Ctx, c: &mut Client, stream: u64, kind: SubKind, own: &str) -
             return Err(unexpected_err(&e));
         }
     }
-    ctx.send(Record::Ready {
-        stream,
-        t: ctx.now_ms(),
-    });
+    ctx.send(Record::Ready { stream });
     while !ctx.stopped() {
         let Some(op) = c.next(Instant::now() + Duration::from_millis(200))? else {
             continue;
@@ -398,21 +363,17 @@ fn subscribe(ctx: &Ctx, c: &mut Client, stream: u64, kind: SubKind, own: &str) -
         match op {
             Op::Msg {
                 subject, payload, ..
-            } if subject == "$MSGC.VIEW" => {
-                let text = String::from_utf8_lossy(&payload);
-                match parse_view(&text, own) {
-                    Some((id, members, own_change)) => ctx.send(Record::Event {
-                        stream,
-                        t,
-                        event: Event::View {
-                            id,
-                            members,
-                            own_change,
-                        },
-                    }),
-                    None => ctx.error(format!("unreadable $MSGC.VIEW event {text:?}")),
-                }
-            }
+            } if subject == "$MSGC.VIEW" => match serde_json::from_slice::<View>(&payload) {
+                Ok(v) => ctx.send(Record::Event {
+                    stream,
+                    t,
+                    event: Event::View(v),
+                }),
+                Err(e) => ctx.error(format!(
+                    "unreadable $MSGC.VIEW event {:?}: {e}",
+                    String::from_utf8_lossy(&payload)
+                )),
+            },
             Op::Msg { payload, .. } => {
                 add(&ctx.stats.delivered, 1);
                 add(&ctx.stats.delivered_bytes, payload.len() as u64);
@@ -585,21 +546,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn view_events_and_tags() {
-        let j = r#"{"view":4,"members":["node1","node2"],"joined":["node2"],"left":["node3"]}"#;
-        assert_eq!(
-            parse_view(j, "node3"),
-            Some((4, "node1 node2".into(), true))
-        );
-        assert_eq!(
-            parse_view(j, "node1"),
-            Some((4, "node1 node2".into(), false))
-        );
-        assert_eq!(
-            parse_view(r#"{"view":1,"members":["a"],"joined":[],"left":[]}"#, "a"),
-            Some((1, "a".into(), false))
-        );
-        assert_eq!(parse_view("{}", "a"), None);
+    fn tags() {
         let mut p = vec![0u8; 8];
         p[..4].copy_from_slice(&7u32.to_le_bytes());
         p[4..].copy_from_slice(&9u32.to_le_bytes());

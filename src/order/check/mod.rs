@@ -39,6 +39,14 @@
 //!   came between (loss is never silent). A confirmed message delivered by
 //!   no stream at all, while no stream was obliged to deliver it, is an
 //!   *orphan* in the [`Summary`] (the caller decides whether to allow it).
+//!
+//! [`check`] judges a whole history; [`Window`] feeds it a live one (the
+//! soak's, hours long) in overlapping cuts with bounded memory, each stream
+//! carrying where it stood when its older part was forgotten ([`Resumed`]).
+
+mod window;
+
+pub use window::{Totals, Window};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -100,7 +108,43 @@ pub struct Stream {
     /// Still connected when the history was taken (not cut off, its node not
     /// killed).
     pub complete: bool,
+    /// The stream began before `events`: that part was checked and forgotten.
+    pub resumed: Option<Resumed>,
     pub events: Vec<Event>,
+}
+
+/// Where a stream stood when its older events were checked and forgotten.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resumed {
+    /// The last view event it had received, if any: `events` go on in it.
+    pub view: Option<View>,
+    /// Per publisher, the highest seq it had delivered: a later delivery of
+    /// one of those, or of an earlier one, breaks FIFO (or integrity).
+    pub passed: BTreeMap<u64, u64>,
+}
+
+impl Stream {
+    fn resumed_view(&self) -> Option<&View> {
+        self.resumed.as_ref().and_then(|r| r.view.as_ref())
+    }
+
+    fn passed(&self, publisher: u64) -> u64 {
+        self.resumed
+            .as_ref()
+            .and_then(|r| r.passed.get(&publisher).copied())
+            .unwrap_or(0)
+    }
+
+    /// Its views in order: the one it resumed in, then those it received.
+    fn views(&self) -> Vec<&View> {
+        self.resumed_view()
+            .into_iter()
+            .chain(self.events.iter().filter_map(|e| match e {
+                Event::View(v) => Some(v),
+                Event::Msg(_) => None,
+            }))
+            .collect()
+    }
 }
 
 /// What one publisher connection sent and was told.
@@ -222,6 +266,22 @@ impl fmt::Display for Key {
     }
 }
 
+/// An event of a stream, or the view it resumed in.
+#[derive(Clone, Copy)]
+enum Item<'a> {
+    Msg(&'a MsgId),
+    View(&'a View),
+}
+
+impl<'a> Item<'a> {
+    fn of(e: &'a Event) -> Item<'a> {
+        match e {
+            Event::Msg(m) => Item::Msg(m),
+            Event::View(v) => Item::View(v),
+        }
+    }
+}
+
 fn key(e: &Event) -> Key {
     match e {
         Event::Msg(m) => Key::Msg(*m),
@@ -232,14 +292,7 @@ fn key(e: &Event) -> Key {
 /// Each event of a stream with the epoch it belongs to: that of the last
 /// view event before it (for events before the first, that of the first).
 fn epochs_of(s: &Stream) -> Vec<EpochKey> {
-    let first = s
-        .events
-        .iter()
-        .find_map(|e| match e {
-            Event::View(v) => Some(v.key().epoch),
-            Event::Msg(_) => None,
-        })
-        .unwrap_or((0, 0));
+    let first = s.views().first().map_or((0, 0), |v| v.key().epoch);
     let mut cur = first;
     s.events
         .iter()
@@ -255,8 +308,10 @@ fn epochs_of(s: &Stream) -> Vec<EpochKey> {
 /// The messages a stream delivered after one view event, up to its next.
 struct Segment<'a> {
     stream: usize,
-    /// Index of the view event in the stream.
+    /// Index of the view event in the stream (0 for the view it resumed in).
     start: usize,
+    /// It begins where the stream resumed, mid-view (see [`Resumed`]).
+    resumed: bool,
     view: &'a View,
     /// The view event that ends the segment (`None`: the stream ended).
     next: Option<&'a View>,
@@ -325,11 +380,16 @@ pub fn check(h: &History) -> Result<Summary, Violation> {
     let mut delivered: BTreeSet<MsgId> = BTreeSet::new();
     for (k, s) in h.streams.iter().enumerate() {
         let mut seen = BTreeSet::new();
-        let mut last_seq: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut last_seq: BTreeMap<u64, u64> = s
+            .resumed
+            .as_ref()
+            .map(|r| r.passed.clone())
+            .unwrap_or_default();
         let mut last_view: Option<ViewKey> = None;
-        for e in &s.events {
+        let resumed = s.resumed_view().map(Item::View);
+        for e in resumed.into_iter().chain(s.events.iter().map(Item::of)) {
             match e {
-                Event::Msg(m) => {
+                Item::Msg(m) => {
                     sum.deliveries += 1;
                     let Some(p) = pubs.get(&m.publisher) else {
                         return fail(
@@ -371,7 +431,7 @@ pub fn check(h: &History) -> Result<Summary, Violation> {
                     }
                     *last = m.seq;
                 }
-                Event::View(v) => {
+                Item::View(v) => {
                     let vk = v.key();
                     if let Some(l) = last_view
                         && l.epoch == vk.epoch
@@ -478,7 +538,14 @@ pub fn check(h: &History) -> Result<Summary, Violation> {
     // Virtual synchrony, by segments.
     let mut segments: Vec<Segment> = Vec::new();
     for (k, s) in h.streams.iter().enumerate() {
-        let mut cur: Option<Segment> = None;
+        let mut cur: Option<Segment> = s.resumed_view().map(|view| Segment {
+            stream: k,
+            start: 0,
+            resumed: true,
+            view,
+            next: None,
+            msgs: Vec::new(),
+        });
         for (i, e) in s.events.iter().enumerate() {
             match e {
                 Event::Msg(m) => {
@@ -494,6 +561,7 @@ pub fn check(h: &History) -> Result<Summary, Violation> {
                     cur = Some(Segment {
                         stream: k,
                         start: i,
+                        resumed: false,
                         view: v,
                         next: None,
                         msgs: Vec::new(),
@@ -566,6 +634,7 @@ pub fn check(h: &History) -> Result<Summary, Violation> {
                 let k = got.partition_point(|&(i, _)| i < seg.start);
                 k > 0 && got[k - 1].1 >= m.seq
             })
+            || h.streams[seg.stream].passed(m.publisher) >= m.seq
     };
     for (v, segs) in &by_view {
         for (i, a) in segs.iter().enumerate() {
@@ -590,36 +659,49 @@ pub fn check(h: &History) -> Result<Summary, Violation> {
                     ..**b
                 };
                 let (wa, wb) = (a.whole(&sa.node), b.whole(&sb.node));
-                let (short, long) = if a.msgs.len() <= b.msgs.len() {
-                    (a, b)
-                } else {
-                    (b, a)
+                let Some((ma, mb)) = aligned(a, b) else {
+                    return fail(
+                        Property::VirtualSynchrony,
+                        format!(
+                            "in {v}: {} and {} deliver messages in common, but neither \
+                             one's first after its resumption is among the other's",
+                            sa.label, sb.label
+                        ),
+                    );
                 };
-                let prefix = long.msgs.starts_with(&short.msgs);
+                let (short, long) = if ma.len() <= mb.len() {
+                    (ma, mb)
+                } else {
+                    (mb, ma)
+                };
+                let prefix = long.starts_with(short);
                 let ok = match (wa, wb) {
-                    (true, true) => a.msgs == b.msgs,
+                    (true, true) => ma == mb,
                     // The cut-off one delivered a prefix of the whole one.
-                    (true, false) => b.msgs.len() <= a.msgs.len() && prefix,
-                    (false, true) => a.msgs.len() <= b.msgs.len() && prefix,
+                    (true, false) => mb.len() <= ma.len() && prefix,
+                    (false, true) => ma.len() <= mb.len() && prefix,
                     (false, false) => prefix,
                 };
                 if !ok {
-                    let show = |seg: &Segment, whole: bool| {
+                    let show = |label: &str, mine: &[MsgId], theirs: &[MsgId], whole: bool| {
                         format!(
-                            "{} delivered {} messages{} ({})",
-                            h.streams[seg.stream].label,
-                            seg.msgs.len(),
+                            "{label} delivered {} messages{} ({})",
+                            mine.len(),
                             if whole {
                                 format!(" up to view {}", v.id + 1)
                             } else {
                                 " before it stopped".to_string()
                             },
-                            first_difference(&seg.msgs, &other(seg, a, b).msgs)
+                            first_difference(mine, theirs)
                         )
                     };
                     return fail(
                         Property::VirtualSynchrony,
-                        format!("in {v}: {}; {}", show(a, wa), show(b, wb)),
+                        format!(
+                            "in {v}: {}; {}",
+                            show(&sa.label, ma, mb, wa),
+                            show(&sb.label, mb, ma, wb)
+                        ),
                     );
                 }
             }
@@ -653,37 +735,36 @@ pub fn check(h: &History) -> Result<Summary, Violation> {
         if !s.complete {
             continue;
         }
-        let vs: Vec<&View> = s
-            .events
-            .iter()
-            .filter_map(|e| match e {
-                Event::View(v) => Some(v),
-                Event::Msg(_) => None,
-            })
-            .collect();
+        let vs = s.views();
         let has = |v: &View| v.members.contains(&s.node);
+        // `from` as an index into `vs`.
         let (from, window) = match vs.last() {
             None if s.from_start => (None, None),
             None => continue,
             Some(last) if !has(last) => continue,
             Some(_) => {
                 // Walk back over consecutive views that list the node and do
-                // not (re)admit it.
+                // not (re)admit it. Views before the one it resumed in are
+                // forgotten: the walk stops there.
                 let mut i = vs.len() - 1;
                 let mut run = HashSet::new();
                 let from = loop {
                     let v = vs[i];
                     run.insert(v.key());
                     if v.joined.contains(&s.node) {
-                        break Some(v.key());
+                        break Some(i);
                     }
                     if i == 0 {
-                        break if s.from_start { None } else { Some(v.key()) };
+                        break if s.from_start && s.resumed_view().is_none() {
+                            None
+                        } else {
+                            Some(0)
+                        };
                     }
                     let p = vs[i - 1];
                     let same_epoch = p.key().epoch == v.key().epoch;
                     if (!same_epoch && v.lost) || p.view + 1 != v.view || !has(p) {
-                        break Some(v.key());
+                        break Some(i);
                     }
                     i -= 1;
                 };
@@ -698,19 +779,34 @@ pub fn check(h: &History) -> Result<Summary, Violation> {
                 Event::View(_) => None,
             })
             .collect();
-        let mut passed: HashMap<u64, u64> = HashMap::new();
-        if let Some(f) = from {
-            for e in &s.events {
-                match e {
-                    Event::View(v) if v.key() == f => break,
-                    Event::Msg(m) => {
-                        let top = passed.entry(m.publisher).or_insert(0);
-                        *top = (*top).max(m.seq);
+        let mut passed: HashMap<u64, u64> = s
+            .resumed
+            .as_ref()
+            .map(|r| r.passed.iter().map(|(&p, &q)| (p, q)).collect())
+            .unwrap_or_default();
+        // The messages before the view the run starts at (none when that is
+        // the view the stream resumed in).
+        let before = match from {
+            Some(i) if s.resumed_view().is_some() => i,
+            Some(i) => i + 1,
+            None => 0,
+        };
+        let mut views_met = 0;
+        for e in s.events.iter().take_while(|_| before > 0) {
+            match e {
+                Event::View(_) => {
+                    views_met += 1;
+                    if views_met >= before {
+                        break;
                     }
-                    Event::View(_) => {}
+                }
+                Event::Msg(m) => {
+                    let top = passed.entry(m.publisher).or_insert(0);
+                    *top = (*top).max(m.seq);
                 }
             }
         }
+        let from = from.map(|i| vs[i].key());
         obliged.push(Owes {
             stream: k,
             from,
@@ -724,6 +820,7 @@ pub fn check(h: &History) -> Result<Summary, Violation> {
             .iter()
             .any(|e| matches!(e, Event::View(v) if v.lost))
     });
+    let in_a_segment: HashSet<MsgId> = view_of.keys().map(|&(_, m)| m).collect();
     for m in &confirmed {
         let mut owed = false;
         for Owes {
@@ -747,8 +844,9 @@ pub fn check(h: &History) -> Result<Summary, Violation> {
                     .find(|v| run.contains(v)),
             };
             // A member from the start without a break owes, besides that,
-            // what nobody delivered.
-            let must = w.is_some() || (from.is_none() && !delivered.contains(m));
+            // what was delivered in no view anyone saw begin: by nobody, or
+            // only in the view everyone was in when their streams began.
+            let must = w.is_some() || (from.is_none() && !in_a_segment.contains(m));
             if !must {
                 continue;
             }
@@ -762,18 +860,16 @@ pub fn check(h: &History) -> Result<Summary, Violation> {
                         "confirmed message {m} ({}) not delivered by {} (a member {} to its last view {})",
                         match w {
                             Some(w) => format!("delivered by others in {w}"),
+                            None if delivered.contains(m) => {
+                                "delivered by others in the view they began in".to_string()
+                            }
                             None => "delivered by no stream".to_string(),
                         },
                         s.label,
                         from.map_or("from the start".to_string(), |f| format!("from {f}")),
-                        s.events
-                            .iter()
-                            .rev()
-                            .find_map(|e| match e {
-                                Event::View(v) => Some(v.key().to_string()),
-                                Event::Msg(_) => None,
-                            })
-                            .unwrap_or_else(|| "-".to_string()),
+                        s.views()
+                            .last()
+                            .map_or_else(|| "-".to_string(), |v| v.key().to_string()),
                     ),
                 );
             }
@@ -786,8 +882,28 @@ pub fn check(h: &History) -> Result<Summary, Violation> {
     Ok(sum)
 }
 
-fn other<'a>(seg: &Segment, a: &'a Segment<'a>, b: &'a Segment<'a>) -> &'a Segment<'a> {
-    if std::ptr::eq(seg, a) { b } else { a }
+/// The parts of two segments of one view to compare. A segment that
+/// resumed mid-view (its stream's older part forgotten) holds a suffix of the
+/// view's messages: the other is compared from that suffix's first message
+/// on. `None`: they share messages, yet neither's first is in the other.
+fn aligned<'s>(a: &'s Segment, b: &'s Segment) -> Option<(&'s [MsgId], &'s [MsgId])> {
+    let (ma, mb) = (a.msgs.as_slice(), b.msgs.as_slice());
+    if !a.resumed && !b.resumed {
+        return Some((ma, mb));
+    }
+    let find = |x: &MsgId, ys: &[MsgId]| ys.iter().position(|y| y == x);
+    if let Some(p) = ma.first().filter(|_| a.resumed).and_then(|x| find(x, mb)) {
+        return Some((ma, &mb[p..]));
+    }
+    if let Some(p) = mb.first().filter(|_| b.resumed).and_then(|x| find(x, ma)) {
+        return Some((&ma[p..], mb));
+    }
+    let theirs: HashSet<&MsgId> = mb.iter().collect();
+    if ma.iter().any(|m| theirs.contains(m)) {
+        None
+    } else {
+        Some((&[], &[]))
+    }
 }
 
 /// Where two message sequences first differ, for a readable report.
@@ -828,6 +944,7 @@ mod tests {
             label: format!("{node} sub"),
             from_start: true,
             complete: true,
+            resumed: None,
             events,
         }
     }
