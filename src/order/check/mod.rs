@@ -338,7 +338,20 @@ pub fn check(h: &History) -> Result<Summary, Violation> {
         complete_streams: h.streams.iter().filter(|s| s.complete).count(),
         ..Summary::default()
     };
-    // Publishers.
+    let pubs = publishers(h, &mut sum)?;
+    let (views, delivered) = streams(h, &pubs, &mut sum)?;
+    views_follow(h, &views)?;
+    agreement(h)?;
+    let view_of = virtual_synchrony(h)?;
+    confirmed_delivery(h, &view_of, &delivered, &mut sum)?;
+    Ok(sum)
+}
+
+/// Each publisher once; what it was told fits what it sent.
+fn publishers<'h>(
+    h: &'h History,
+    sum: &mut Summary,
+) -> Result<BTreeMap<u64, &'h Publisher>, Violation> {
     let mut pubs: BTreeMap<u64, &Publisher> = BTreeMap::new();
     for p in &h.publishers {
         if pubs.insert(p.id, p).is_some() {
@@ -374,8 +387,21 @@ pub fn check(h: &History) -> Result<Summary, Violation> {
         sum.confirmed += p.confirmed.len();
         sum.refused += p.refused.len();
     }
+    Ok(pubs)
+}
 
-    // Per stream: integrity, FIFO, increasing view ids; one membership per id.
+/// Each view met, by key: the first one and the stream it was met in.
+type Views<'h> = BTreeMap<ViewKey, (&'h View, usize)>;
+
+/// Where each message was delivered in a view segment: the view and the stream.
+type ViewOf = HashMap<(EpochKey, MsgId), (ViewKey, usize)>;
+
+/// Per stream: integrity, FIFO, increasing view ids; one membership per id.
+fn streams<'h>(
+    h: &'h History,
+    pubs: &BTreeMap<u64, &Publisher>,
+    sum: &mut Summary,
+) -> Result<(Views<'h>, BTreeSet<MsgId>), Violation> {
     let mut views: BTreeMap<ViewKey, (&View, usize)> = BTreeMap::new();
     let mut delivered: BTreeSet<MsgId> = BTreeSet::new();
     for (k, s) in h.streams.iter().enumerate() {
@@ -461,10 +487,14 @@ pub fn check(h: &History) -> Result<Summary, Violation> {
     }
     sum.distinct = delivered.len();
     sum.views = views.len();
-    // Consecutive views follow from each other: members(v+1) =
-    // (members(v) - left(v+1)) + joined(v+1); left were members, joined are
-    // members.
-    for (id, (v, k)) in &views {
+    Ok((views, delivered))
+}
+
+/// Consecutive views follow from each other: members(v+1) =
+/// (members(v) - left(v+1)) + joined(v+1); left were members, joined are
+/// members.
+fn views_follow(h: &History, views: &Views) -> Result<(), Violation> {
+    for (id, (v, k)) in views {
         let set = |l: &[String]| l.iter().cloned().collect::<BTreeSet<String>>();
         let members = set(&v.members);
         if !set(&v.joined).is_subset(&members) || set(&v.left).iter().any(|l| members.contains(l)) {
@@ -495,8 +525,11 @@ pub fn check(h: &History) -> Result<Summary, Violation> {
             );
         }
     }
+    Ok(())
+}
 
-    // Agreement: common items of one epoch in the same relative order, pairwise.
+/// Agreement: common items of one epoch in the same relative order, pairwise.
+fn agreement(h: &History) -> Result<(), Violation> {
     let epochs: Vec<Vec<EpochKey>> = h.streams.iter().map(epochs_of).collect();
     let index: Vec<HashMap<(EpochKey, Key), usize>> = h
         .streams
@@ -534,8 +567,11 @@ pub fn check(h: &History) -> Result<Summary, Violation> {
             }
         }
     }
+    Ok(())
+}
 
-    // Virtual synchrony, by segments.
+/// Every stream cut at its view events (and where it resumed).
+fn segments(h: &History) -> Vec<Segment<'_>> {
     let mut segments: Vec<Segment> = Vec::new();
     for (k, s) in h.streams.iter().enumerate() {
         let mut cur: Option<Segment> = s.resumed_view().map(|view| Segment {
@@ -571,6 +607,13 @@ pub fn check(h: &History) -> Result<Summary, Violation> {
         }
         segments.extend(cur);
     }
+    segments
+}
+
+/// Virtual synchrony, by the segments of each view; where each message was
+/// delivered.
+fn virtual_synchrony(h: &History) -> Result<ViewOf, Violation> {
+    let segments = segments(h);
     let mut view_of: HashMap<(EpochKey, MsgId), (ViewKey, usize)> = HashMap::new();
     let mut by_view: BTreeMap<ViewKey, Vec<&Segment>> = BTreeMap::new();
     for seg in &segments {
@@ -707,29 +750,26 @@ pub fn check(h: &History) -> Result<Summary, Violation> {
             }
         }
     }
+    Ok(view_of)
+}
 
-    // Confirmed delivery.
-    let mut confirmed: Vec<MsgId> = Vec::new();
-    for p in &h.publishers {
-        confirmed.extend(p.confirmed.iter().map(|&seq| MsgId {
-            publisher: p.id,
-            seq,
-        }));
-    }
-    // For each complete stream: the views it had to deliver whole (`None`:
-    // everything, from the start): the run of views up to its last one
-    // that list its node and do not (re)admit it. The run crosses into
-    // another epoch only at a view that does not say `lost`.
-    struct Owes {
-        stream: usize,
-        /// `None`: a member from the start, without a break.
-        from: Option<ViewKey>,
-        window: Option<HashSet<ViewKey>>,
-        got: HashSet<MsgId>,
-        /// Per publisher, the highest seq delivered before the window: an
-        /// earlier message of it is not owed (FIFO; see virtual synchrony).
-        passed: HashMap<u64, u64>,
-    }
+/// What a complete stream owes: the views it had to deliver whole (`None`:
+/// everything, from the start): the run of views up to its last one that
+/// list its node and do not (re)admit it. The run crosses into another
+/// epoch only at a view that does not say `lost`.
+struct Owes {
+    stream: usize,
+    /// `None`: a member from the start, without a break.
+    from: Option<ViewKey>,
+    window: Option<HashSet<ViewKey>>,
+    got: HashSet<MsgId>,
+    /// Per publisher, the highest seq delivered before the window: an
+    /// earlier message of it is not owed (FIFO; see virtual synchrony).
+    passed: HashMap<u64, u64>,
+}
+
+/// What each complete stream owes.
+fn obligations(h: &History) -> Vec<Owes> {
     let mut obliged: Vec<Owes> = Vec::new();
     for (k, s) in h.streams.iter().enumerate() {
         if !s.complete {
@@ -815,6 +855,24 @@ pub fn check(h: &History) -> Result<Summary, Violation> {
             passed,
         });
     }
+    obliged
+}
+
+/// Confirmed delivery: each confirmed message reached every stream that owed it.
+fn confirmed_delivery(
+    h: &History,
+    view_of: &ViewOf,
+    delivered: &BTreeSet<MsgId>,
+    sum: &mut Summary,
+) -> Result<(), Violation> {
+    let mut confirmed: Vec<MsgId> = Vec::new();
+    for p in &h.publishers {
+        confirmed.extend(p.confirmed.iter().map(|&seq| MsgId {
+            publisher: p.id,
+            seq,
+        }));
+    }
+    let obliged = obligations(h);
     let any_lost = h.streams.iter().any(|s| {
         s.events
             .iter()
@@ -879,7 +937,7 @@ pub fn check(h: &History) -> Result<Summary, Violation> {
         }
     }
     sum.lost_views = any_lost;
-    Ok(sum)
+    Ok(())
 }
 
 /// The parts of two segments of one view to compare. A segment that
