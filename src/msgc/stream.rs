@@ -9,38 +9,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use super::groups::{Event as GroupEvent, Kind, parse_queue_key};
 use crate::nats::proto::private_name;
+pub use crate::order::ViewEvent;
 use crate::order::{Delivered, Entry, NodeId, Publish};
 
 /// Where `$MSGC.VIEW` events are published.
 pub const VIEW_SUBJECT: &str = "$MSGC.VIEW";
 /// Replicated queue memberships' group names start so (`groups::queue_key`).
 const QUEUE_PREFIX: &str = "$Q ";
-
-/// A `$MSGC.VIEW` event.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ViewEvent {
-    pub view: u64,
-    /// The epoch of the order: ops and view ids are agreed within one.
-    #[serde(default)]
-    pub epoch: u64,
-    /// Tells apart two epochs with one number that formed without knowing
-    /// of each other.
-    #[serde(default)]
-    pub epoch_tag: u64,
-    /// Messages confirmed before this view may be missing from this
-    /// subscriber's stream: the cluster re-formed from incomplete state
-    /// (more nodes lost their state than the order tolerates), or this node
-    /// took another history over its own.
-    #[serde(default)]
-    pub lost: bool,
-    pub members: Vec<String>,
-    pub joined: Vec<String>,
-    pub left: Vec<String>,
-}
 
 /// What to do for one delivered entry.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -41,7 +41,33 @@ pub use msg::{
     ViewInfo,
 };
 pub use replica::Core;
+use serde::{Deserialize, Serialize};
 pub use state::{Applied, State};
+
+/// A `$MSGC.VIEW` event, as the daemon writes it and clients (and
+/// [`check`]) read it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ViewEvent {
+    pub view: u64,
+    /// The epoch of the order: ops and view ids are agreed within one.
+    #[serde(default)]
+    pub epoch: u64,
+    /// Tells apart two epochs with one number that formed without knowing
+    /// of each other.
+    #[serde(default)]
+    pub epoch_tag: u64,
+    /// Messages confirmed before this view may be missing from this
+    /// subscriber's stream: the cluster re-formed from incomplete state
+    /// (more nodes lost their state than the order tolerates), or this node
+    /// took another history over its own.
+    #[serde(default)]
+    pub lost: bool,
+    pub members: Vec<String>,
+    #[serde(default)]
+    pub joined: Vec<String>,
+    #[serde(default)]
+    pub left: Vec<String>,
+}
 
 /// Index of a node in the configured peer list (same list on every node).
 pub type NodeId = u32;

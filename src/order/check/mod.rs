@@ -51,8 +51,6 @@ pub use window::{Totals, Window};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-
 /// One data message: its publisher (a connection) and the publisher's seq.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MsgId {
@@ -67,25 +65,7 @@ impl fmt::Display for MsgId {
 }
 
 /// A `$MSGC.VIEW` event, as its JSON reads.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct View {
-    pub view: u64,
-    /// The epoch of the order the view belongs to (`$MSGC.VIEW` `epoch`).
-    #[serde(default)]
-    pub epoch: u64,
-    /// Tells apart two epochs with one number formed without knowing of
-    /// each other (`$MSGC.VIEW` `epoch_tag`).
-    #[serde(default)]
-    pub epoch_tag: u64,
-    /// Messages confirmed before this view may be missing (`$MSGC.VIEW` `lost`).
-    #[serde(default)]
-    pub lost: bool,
-    pub members: Vec<String>,
-    #[serde(default)]
-    pub joined: Vec<String>,
-    #[serde(default)]
-    pub left: Vec<String>,
-}
+pub use super::ViewEvent as View;
 
 /// One thing a subscriber received.
 #[derive(Debug, Clone, PartialEq, Eq)]
