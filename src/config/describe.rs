@@ -99,6 +99,7 @@ fn listener(o: &mut String, l: &ListenerSettings) {
     }
     if let Some(d) = &l.incoming_dir {
         let _ = writeln!(o, "  incoming_dir: {}", d.display());
+        let _ = writeln!(o, "  transfer_window: {} bytes", l.transfer_window);
     }
 }
 

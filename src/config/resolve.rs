@@ -13,8 +13,8 @@ use std::path::PathBuf;
 
 use super::settings::{
     BusSettings, ListenAddr, ListenerSettings, MsgcClientSettings, MsgcCommon, MsgcServerSettings,
-    Peer, Permissions, Settings, SocketSettings, TlsCheck, TlsPart, TlsPem, TlsSettings,
-    VerifyMode,
+    Peer, Permissions, Settings, SocketSettings, TRANSFER_WINDOW, TRANSFER_WINDOW_RANGE, TlsCheck,
+    TlsPart, TlsPem, TlsSettings, VerifyMode,
 };
 
 /// Momentum's debug levels.
@@ -151,6 +151,7 @@ fn listener(
                 None,
             )],
             incoming_dir: None,
+            transfer_window: TRANSFER_WINDOW,
         });
     };
     let l = &scope.value;
@@ -205,10 +206,32 @@ fn listener(
             ));
         }
     };
+    let window = l.transfer_window.as_ref().or_else(|| {
+        l.listen
+            .iter()
+            .flat_map(|n| n.0.iter())
+            .find_map(|(_, o)| o.transfer_window.as_ref())
+    });
+    let transfer_window = match window {
+        None => TRANSFER_WINDOW,
+        Some(w) if TRANSFER_WINDOW_RANGE.contains(&w.value) => w.value,
+        Some(w) => {
+            return Err(Diag::at(
+                format!(
+                    "`transfer_window` must be from {} to {} bytes, found {}",
+                    TRANSFER_WINDOW_RANGE.start(),
+                    TRANSFER_WINDOW_RANGE.end(),
+                    w.value
+                ),
+                w.pos,
+            ));
+        }
+    };
     Ok(ListenerSettings {
         name,
         sockets,
         incoming_dir,
+        transfer_window,
     })
 }
 

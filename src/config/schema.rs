@@ -59,6 +59,8 @@ macro_rules! with_listener_options {
             pub max_connections: Option<u32>,
             /// ECCluster_Listener: where files sent by other nodes land.
             pub incoming_dir: Option<Spanned<String>>,
+            /// ECCluster_Listener: bytes of one incoming transfer in flight at most.
+            pub transfer_window: Option<Spanned<u64>>,
             /// TLS (Momentum's listener option names): PEM files and client verification.
             pub tls_certificate: Option<Spanned<String>>,
             pub tls_key: Option<Spanned<String>>,

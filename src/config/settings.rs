@@ -34,7 +34,17 @@ pub struct ListenerSettings {
     /// `incoming_dir` (ECCluster_Listener): the absolute directory files sent
     /// by other nodes are written to; `None` refuses transfers.
     pub incoming_dir: Option<PathBuf>,
+    /// `transfer_window` (ECCluster_Listener): bytes of one incoming transfer
+    /// granted ahead (queued for the disk or in flight), default
+    /// [`TRANSFER_WINDOW`]; it bounds the memory a transfer holds and, over
+    /// the round trip, its speed.
+    pub transfer_window: u64,
 }
+
+/// Default `transfer_window`: 8 MiB.
+pub const TRANSFER_WINDOW: u64 = 8 << 20;
+/// Bounds of `transfer_window`: 64 KiB to 1 GiB.
+pub const TRANSFER_WINDOW_RANGE: std::ops::RangeInclusive<u64> = (64 << 10)..=(1 << 30);
 
 /// One `Listen "addr" { ... }`, with options resolved Listen → listener → default.
 #[derive(Debug, Clone, PartialEq)]

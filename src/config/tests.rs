@@ -361,3 +361,25 @@ fn incoming_dir_is_an_absolute_path_on_the_listener_or_a_listen() {
     assert!(e.to_string().contains("must be an absolute path"), "{e}");
     assert_eq!(at(&e), (2, 18));
 }
+
+#[test]
+fn transfer_window_defaults_to_8_mib_within_64_kib_and_1_gib() {
+    use crate::config::settings::TRANSFER_WINDOW;
+    assert_eq!(ok("").eccluster.transfer_window, TRANSFER_WINDOW);
+    assert_eq!(TRANSFER_WINDOW, 8 << 20);
+    let conf =
+        |w: u64| format!("ECCluster_Listener {{ transfer_window = {w} Listen \"*:4802\" {{ }} }}");
+    assert_eq!(ok(&conf(65_536)).eccluster.transfer_window, 65_536);
+    assert_eq!(ok(&conf(1 << 30)).eccluster.transfer_window, 1 << 30);
+    let s = ok("ECCluster_Listener { Listen \"*:4802\" { transfer_window = 1048576 } }");
+    assert_eq!(s.eccluster.transfer_window, 1 << 20);
+    for bad in [65_535, (1 << 30) + 1] {
+        let e = err(&conf(bad));
+        assert!(
+            e.to_string()
+                .contains("`transfer_window` must be from 65536 to 1073741824 bytes"),
+            "{e}"
+        );
+        assert_eq!(at(&e), (1, 40));
+    }
+}

@@ -229,6 +229,25 @@ impl Frame {
         out[start..start + 4].copy_from_slice(&len.to_be_bytes());
     }
 
+    /// Encodes the frame but for a file chunk's data, which it returns for
+    /// the caller to write right after `out` (so chunks are not copied).
+    pub fn encode_head(&self, out: &mut Vec<u8>) -> Option<&Bytes> {
+        match self {
+            Frame::FileChunk { id, offset, bytes } => {
+                let len = u32::try_from(1 + 16 + bytes.len()).unwrap_or(u32::MAX);
+                out.extend_from_slice(&len.to_be_bytes());
+                out.push(kind::FILE_CHUNK);
+                out.extend_from_slice(&id.to_be_bytes());
+                out.extend_from_slice(&offset.to_be_bytes());
+                Some(bytes)
+            }
+            f => {
+                f.encode(out);
+                None
+            }
+        }
+    }
+
     /// Bytes this frame takes on the wire.
     pub fn wire_len(&self) -> usize {
         let body = match self {
@@ -488,6 +507,18 @@ mod tests {
             }
         }
         assert_eq!(got, frames);
+    }
+
+    #[test]
+    fn a_head_and_its_tail_are_the_whole_frame() {
+        for f in all() {
+            let (mut whole, mut head) = (Vec::new(), Vec::new());
+            f.encode(&mut whole);
+            if let Some(tail) = f.encode_head(&mut head) {
+                head.extend_from_slice(tail);
+            }
+            assert_eq!(head, whole, "{f:?}");
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ use smol::Timer;
 use super::codec::{
     self, CHALLENGE_VERB, Decoder, Frame, HELLO_VERB, Hello, NodeGreeting, Welcome,
 };
-use super::files::Incoming;
+use super::files::{Incoming, Pushed};
 use super::{NodeError, Port, Traffic};
 use crate::config::{Peer, Settings};
 use crate::mesh::{self, LinkError, Mesh, greeting, handshake};
@@ -62,6 +62,19 @@ impl LinkHandle {
         self.ctl.close();
         self.bulk.close();
     }
+
+    /// A handle whose queues the caller reads (unit tests).
+    #[cfg(test)]
+    pub fn detached() -> (LinkHandle, Receiver<Frame>) {
+        let (ctl, ctl_rx) = async_channel::bounded(CTL_QUEUE);
+        let (bulk, _) = async_channel::bounded(BULK_QUEUE);
+        let h = LinkHandle {
+            ctl,
+            bulk,
+            generation: 0,
+        };
+        (h, ctl_rx)
+    }
 }
 
 #[derive(Default)]
@@ -81,6 +94,8 @@ pub struct NodeLinks {
     idle_timeout: Duration,
     reconnect: Duration,
     pub incoming_dir: Option<PathBuf>,
+    /// Bytes of one incoming transfer queued or in flight at most.
+    transfer_window: u64,
     pub traffic: Arc<Traffic>,
     pub(super) port: Arc<dyn Port>,
     /// The peer mesh (nodes with peers): advertised addresses, the secret.
@@ -139,6 +154,7 @@ impl NodeLinks {
             idle_timeout: c.idle_timeout,
             reconnect: c.reconnect_interval.max(Duration::from_millis(10)),
             incoming_dir: settings.eccluster.incoming_dir.clone(),
+            transfer_window: settings.eccluster.transfer_window,
             traffic,
             port,
             mesh,
@@ -455,7 +471,7 @@ impl NodeLinks {
     ) -> Result<(), NodeError> {
         let mut dec = Decoder::new(codec::MAX_FRAME);
         dec.feed(&pending);
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![0u8; 256 * 1024];
         // Transfers this link is receiving, by id.
         let mut incoming: HashMap<u64, Incoming> = HashMap::new();
         let result = async {
@@ -475,9 +491,8 @@ impl NodeLinks {
             }
         }
         .await;
-        for (_, t) in incoming.drain() {
-            t.abandon().await;
-        }
+        // Their writers see their queues close and remove the temp files.
+        drop(incoming);
         result
     }
 
@@ -507,16 +522,13 @@ impl NodeLinks {
                 if incoming.contains_key(&id) {
                     return Err(NodeError::Transfer(format!("transfer {id} offered twice")));
                 }
-                match Incoming::start(self.incoming_dir.as_deref(), id, &name, size, sha256).await {
+                let offer = (id, name.as_str(), size, sha256);
+                let dir = self.incoming_dir.as_deref();
+                match Incoming::start(dir, offer, self.transfer_window, link.clone()).await {
                     Ok(t) => {
                         log::info!("node link {peer}: receiving {name:?} ({size} bytes)");
-                        let first = super::files::WINDOW.min(size);
-                        if size == 0 {
-                            let (ok, error) = t.finish().await;
-                            link.control(Frame::FileDone { id, ok, error })?;
-                        } else {
+                        if size > 0 {
                             incoming.insert(id, t);
-                            link.control(Frame::FileCredit { id, bytes: first })?;
                         }
                     }
                     Err(error) => {
@@ -530,39 +542,31 @@ impl NodeLinks {
                 }
             }
             Frame::FileChunk { id, offset, bytes } => {
-                let Some(mut t) = incoming.remove(&id) else {
+                let Some(t) = incoming.get_mut(&id) else {
                     // After a refusal or an abort: nothing to do.
                     return Ok(());
                 };
-                let n = bytes.len() as u64;
-                match t.write(offset, bytes).await {
+                match t.push(offset, bytes) {
+                    Ok(Pushed::More) => {}
+                    // The writer finishes (or has ended) and answers.
+                    Ok(Pushed::Last | Pushed::Ended) => {
+                        incoming.remove(&id);
+                    }
                     Err(error) => {
-                        t.abandon().await;
+                        // Dropping it closes its queue: the writer removes the temp file.
+                        incoming.remove(&id);
+                        log::warn!("node link {peer}: transfer {id} failed: {error}");
                         link.control(Frame::FileDone {
                             id,
                             ok: false,
                             error,
                         })?;
                     }
-                    Ok(true) => {
-                        let (ok, error) = t.finish().await;
-                        if ok {
-                            log::info!("node link {peer}: received a file (transfer {id})");
-                        } else {
-                            log::warn!("node link {peer}: transfer {id} failed: {error}");
-                        }
-                        link.control(Frame::FileDone { id, ok, error })?;
-                    }
-                    Ok(false) => {
-                        incoming.insert(id, t);
-                        link.control(Frame::FileCredit { id, bytes: n })?;
-                    }
                 }
             }
             Frame::FileDone { id, ok, error } => {
-                if let Some(t) = incoming.remove(&id) {
+                if incoming.remove(&id).is_some() {
                     log::warn!("node link {peer}: sender aborted transfer {id}: {error}");
-                    t.abandon().await;
                 } else {
                     self.deliver(id, Frame::FileDone { id, ok, error });
                 }
@@ -595,24 +599,29 @@ impl NodeLinks {
                 },
             };
             out.clear();
-            let mut frames = 1u64;
-            first.encode(&mut out);
-            // Batch what is queued already, control frames first.
-            while out.len() < 256 * 1024 {
-                match ctl.try_recv().or_else(|_| bulk.try_recv()) {
-                    Ok(f) => {
-                        f.encode(&mut out);
-                        frames += 1;
-                    }
-                    Err(_) => break,
+            let (mut frames, mut bytes) = (1u64, 0u64);
+            let mut next = Some(first);
+            // Batch what is queued already, control frames first; a chunk's
+            // data goes out after the batch, from its own buffer.
+            while let Some(f) = next.take() {
+                if let Some(data) = f.encode_head(&mut out) {
+                    conn.write_all(&out).await.map_err(LinkError::Io)?;
+                    conn.write_all(data).await.map_err(LinkError::Io)?;
+                    bytes += (out.len() + data.len()) as u64;
+                    out.clear();
+                }
+                if out.len() < 256 * 1024 {
+                    next = ctl.try_recv().or_else(|_| bulk.try_recv()).ok();
+                    frames += u64::from(next.is_some());
                 }
             }
             conn.write_all(&out).await.map_err(LinkError::Io)?;
+            bytes += out.len() as u64;
             // TLS holds records until flushed; a no-op on plain sockets.
             conn.flush().await.map_err(LinkError::Io)?;
             *lock(active) = Instant::now();
             Traffic::add(&self.traffic.frames_out, frames);
-            Traffic::add(&self.traffic.bytes_out, out.len() as u64);
+            Traffic::add(&self.traffic.bytes_out, bytes);
         }
     }
 

@@ -603,6 +603,13 @@ fn bulk_file(mib: u64) -> Result<std::path::PathBuf> {
 fn send_file_mbs(bin: &Path, c: &Cluster, mib: u64) -> Result<f64> {
     let path = bulk_file(mib)?;
     let p = path.display().to_string();
+    // Each run writes a new file, as a transfer of a new log would: the one
+    // before is removed first (replacing it would time its deletion too).
+    if let Some(dir) = c.nodes.get(2).and_then(Server::incoming_dir)
+        && let Some(name) = path.file_name()
+    {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
     let mut cmd = util::cmd(bin);
     cmd.args(["send-file", "node3", &p, "-s", c.addr(0)]);
     let out = output_within(&mut cmd, RUN_LIMIT)?;

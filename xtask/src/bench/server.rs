@@ -201,6 +201,11 @@ impl Server {
         }
     }
 
+    /// The folder files sent to this node land in (the cluster's bulk row).
+    pub fn incoming_dir(&self) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.join("incoming"))
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
