@@ -48,7 +48,10 @@ const USAGE: &str = "usage: cargo xtask bench [--quick] [--glibc] [--rows KEY,..
   --quick        a tenth of the messages, 1,000 idle connections, one run per row
   --glibc        measure the glibc release build instead of the shipped static musl binary
   --rows K,...   only these rows: 1x1-16 1x1-128 1x4-16 1x4-128 latency idle-rss conns-rss
-                 c-1to3 c-1toall c-3to3 c-latency c-bulk (3-node clusters on 127.0.0.1-3)";
+                 c-1to3 c-1toall c-1toall-16 c-1toall-1k c-1toall-64k c-3to3 c-latency c-bulk
+                 (c-: 3-node clusters on 127.0.0.1-3); all but c-1toall-64k by default (it
+                 fails on ecclusterd: subscribers cut off as slow consumers, no flow control
+                 back to publishers yet)";
 
 #[derive(Clone, Copy)]
 enum Kind {
@@ -82,16 +85,24 @@ struct Spec {
     kind: Kind,
 }
 
+/// Rows measured only when `--rows` names them: ecclusterd has no answer yet.
+/// `c-1toall-64k`: a publisher of 64 KiB messages outruns the bench's
+/// subscribers by `max_pending` and ecclusterd cuts them off as slow
+/// consumers, where nats-server stalls the publisher (no flow control from
+/// subscribers back to publishers yet).
+const NOT_BY_DEFAULT: &[&str] = &["c-1toall-64k"];
+
 fn specs(quick: bool) -> Vec<Spec> {
     // Full counts make each throughput run take about 1-2 s on a 2-core machine.
     let n = |full: u64| if quick { full / 10 } else { full };
     let tp = |subs, size, msgs| Kind::Throughput { subs, size, msgs };
-    let cl = |pubs, subs, msgs| Kind::Cluster {
+    let cls = |pubs, subs, size, msgs| Kind::Cluster {
         pubs,
         subs,
-        size: 128,
+        size,
         msgs,
     };
+    let cl = |pubs, subs, msgs| cls(pubs, subs, 128, msgs);
     vec![
         Spec {
             key: "1x1-16",
@@ -123,6 +134,18 @@ fn specs(quick: bool) -> Vec<Spec> {
         Spec {
             key: "c-1toall",
             kind: cl(&[0], &[0, 1, 2], n(800_000)),
+        },
+        Spec {
+            key: "c-1toall-16",
+            kind: cls(&[0], &[0, 1, 2], 16, n(1_000_000)),
+        },
+        Spec {
+            key: "c-1toall-1k",
+            kind: cls(&[0], &[0, 1, 2], 1024, n(400_000)),
+        },
+        Spec {
+            key: "c-1toall-64k",
+            kind: cls(&[0], &[0, 1, 2], 64 * 1024, n(10_000)),
         },
         Spec {
             key: "c-3to3",
@@ -222,10 +245,14 @@ impl Kind {
                     subs.len(),
                     nodes(subs)
                 );
-                vec![
+                let mut lines = vec![
                     line(format!("{what} (delivered)"), Unit::MsgPerSec, true),
                     line(format!("{what}: one order"), Unit::YesNo, true),
-                ]
+                ];
+                if size >= 1024 {
+                    lines.push(line(format!("{what}, MB/s delivered"), Unit::MBps, true));
+                }
+                lines
             }
             Kind::ConnsRss { conns } => vec![
                 line(
@@ -341,10 +368,9 @@ pub fn run(args: &[String]) -> Result {
     let runs = if opts.quick { 1 } else { RUNS };
     let mut specs: Vec<Spec> = specs(opts.quick)
         .into_iter()
-        .filter(|s| {
-            opts.rows
-                .as_ref()
-                .is_none_or(|r| r.iter().any(|k| k == s.key))
+        .filter(|s| match &opts.rows {
+            Some(r) => r.iter().any(|k| k == s.key),
+            None => !NOT_BY_DEFAULT.contains(&s.key),
         })
         .collect();
     // The clusters, one per server above and in the same order (the table's columns).
@@ -563,13 +589,12 @@ fn measure_cluster(bin: &Path, c: &mut Cluster, kind: Kind) -> Result<Sample> {
     let yes = |key: &str| json.contains(&format!("\"{key}\":true"));
     let note =
         (!yes("fifo")).then(|| "a subscriber saw a publisher's messages out of order".to_owned());
-    Ok(Sample {
-        values: vec![
-            field(json, "sub_rate")?,
-            if yes("same_order") { 1.0 } else { 0.0 },
-        ],
-        note,
-    })
+    let rate = field(json, "sub_rate")?;
+    let mut values = vec![rate, if yes("same_order") { 1.0 } else { 0.0 }];
+    if size >= 1024 {
+        values.push(rate * size as f64 / 1e6);
+    }
+    Ok(Sample { values, note })
 }
 
 /// A file of `mib` MiB of varied bytes under target/bench, made once.
