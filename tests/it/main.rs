@@ -14,6 +14,7 @@ mod bench_idle;
 mod cli_check;
 mod config_check;
 mod daemon;
+mod deploy;
 mod layers;
 mod mesh;
 mod msgc_groups;

@@ -191,8 +191,8 @@ struct Entry {
     mode: u32,
 }
 
-/// The files of the archive, sorted by path: binary, conf/**, README.md, LICENSE,
-/// ARCHITECTURE.md if present.
+/// The files of the archive, sorted by path: binary, conf/**, deploy/** (systemd unit,
+/// sysusers entry, container recipe), README.md, LICENSE, ARCHITECTURE.md if present.
 fn entries(root: &Path, bin: &Path) -> Result<Vec<Entry>> {
     let mut entries = vec![Entry {
         rel: BIN.into(),
@@ -214,14 +214,16 @@ fn entries(root: &Path, bin: &Path) -> Result<Vec<Entry>> {
             ));
         }
     }
-    let conf = root.join("conf");
-    if !conf.is_dir() {
-        return Err(format!(
-            "{} is missing; it must ship in the archive",
-            conf.display()
-        ));
+    for dir in ["conf", "deploy"] {
+        let src = root.join(dir);
+        if !src.is_dir() {
+            return Err(format!(
+                "{} is missing; it must ship in the archive",
+                src.display()
+            ));
+        }
+        collect(&src, dir, &mut entries)?;
     }
-    collect(&conf, "conf", &mut entries)?;
     entries.sort_by(|a, b| a.rel.cmp(&b.rel));
     Ok(entries)
 }
