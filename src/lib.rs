@@ -10,6 +10,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod http;
 pub mod logger;
 pub mod mesh;
 pub mod msgc;

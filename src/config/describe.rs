@@ -19,6 +19,7 @@ impl Settings {
         }
         listener(&mut o, &self.eccluster);
         listener(&mut o, &self.msgcserver);
+        listener(&mut o, &self.http);
 
         let s = &self.server;
         let _ = writeln!(o, "msgc_server: {}, port {}", on(s.enabled), s.port);

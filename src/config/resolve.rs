@@ -65,6 +65,24 @@ pub(crate) fn resolve(
         has_peers,
         check_tls,
     )?;
+    // Off unless configured: a scope without `Listen` binds nothing.
+    let http = match cfg.http_listener.as_ref() {
+        None => ListenerSettings {
+            name: "HTTP_Listener",
+            sockets: Vec::new(),
+            incoming_dir: None,
+            transfer_window: TRANSFER_WINDOW,
+        },
+        Some(scope) => listener(
+            "HTTP_Listener",
+            Some(scope),
+            ECCLUSTER_DEFAULT,
+            files,
+            &mut seen,
+            has_peers,
+            check_tls,
+        )?,
+    };
     check_port(
         &server,
         &node,
@@ -78,6 +96,7 @@ pub(crate) fn resolve(
         nodeaddr: cluster.nodeaddr,
         eccluster,
         msgcserver,
+        http,
         server: server.0,
         client,
         files: files.paths(),

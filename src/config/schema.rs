@@ -13,6 +13,7 @@ pub(crate) struct Config {
     pub cluster: Option<Cluster>,
     pub eccluster_listener: Option<Spanned<Listener>>,
     pub msgcserver_listener: Option<Spanned<Listener>>,
+    pub http_listener: Option<Spanned<Listener>>,
     pub msgc_server: Option<MsgcServer>,
     pub msgc_client: Option<MsgcClient>,
 }

@@ -18,6 +18,8 @@ pub struct Settings {
     pub eccluster: ListenerSettings,
     /// `msgcserver_listener`: the msgc bus (clients and peer servers).
     pub msgcserver: ListenerSettings,
+    /// `HTTP_Listener`: health, status and metrics; no sockets unless configured.
+    pub http: ListenerSettings,
     pub server: MsgcServerSettings,
     pub client: MsgcClientSettings,
     /// Every file read, in the order read (the main file first).

@@ -14,6 +14,7 @@ use futures_lite::{FutureExt, StreamExt};
 use crate::net::{BindError, Drain, Service, listener, shutdown};
 
 use crate::config::{ConfigPath, Identity, ListenerSettings, Settings};
+use crate::http::HttpService;
 use crate::mesh::Mesh;
 use crate::msgc::{Bus, MsgcService, Server, ordered};
 use crate::node::{NodeLinks, NodeService, Traffic};
@@ -88,6 +89,7 @@ async fn serve(
     // Bind everything before serving anything: a half-bound daemon never runs.
     let eccluster = bind_all(&settings.eccluster)?;
     let msgcserver = bind_all(&settings.msgcserver)?;
+    let http = bind_all(&settings.http)?;
     let eccluster_port = eccluster
         .iter()
         .find_map(|b| b.local.tcp().map(|a| a.port()));
@@ -123,12 +125,16 @@ async fn serve(
         shutdown.clone(),
     );
     let node_service: Arc<dyn Service> = Arc::new(NodeService(links.clone()));
+    let http_service: Arc<dyn Service> = Arc::new(HttpService {
+        server: server.clone(),
+    });
     let msgc_service: Arc<dyn Service> = Arc::new(MsgcService { server, links });
     if let Some(mesh) = &mesh {
         mesh.start(&ex, shutdown.clone());
     }
     let bound = (eccluster.into_iter().map(|b| (b, node_service.clone())))
-        .chain(msgcserver.into_iter().map(|b| (b, msgc_service.clone())));
+        .chain(msgcserver.into_iter().map(|b| (b, msgc_service.clone())))
+        .chain(http.into_iter().map(|b| (b, http_service.clone())));
     let drain = Drain::new();
     for (b, service) in bound {
         log::info!("{}: listening on {}", b.listener, b.local);

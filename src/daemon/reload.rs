@@ -41,6 +41,7 @@ pub fn changes(old: &Settings, new: &Settings) -> Vec<String> {
     for (o, n) in [
         (&old.eccluster, &new.eccluster),
         (&old.msgcserver, &new.msgcserver),
+        (&old.http, &new.http),
     ] {
         for s in &n.sockets {
             match o.sockets.iter().find(|x| x.addr == s.addr) {

@@ -73,7 +73,7 @@ pub enum Input {
 }
 
 /// The ordering layer's status, as `$MSGC.STATUS` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct OrderStatus {
     /// `normal`, `view-change` or `recovering`.
     pub mode: String,

@@ -33,7 +33,7 @@ impl Counters {
 
 /// A node's status, as JSON on the wire. Field names are part of the
 /// documented protocol (docs/PROTOCOL.md); add, never rename.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Status {
     pub node: String,
     pub version: String,

@@ -15,6 +15,7 @@ mod cli_check;
 mod config_check;
 mod daemon;
 mod deploy;
+mod http;
 mod layers;
 mod mesh;
 mod msgc_groups;

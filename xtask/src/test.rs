@@ -1,7 +1,7 @@
 //! `cargo xtask test [ARGS...]`: the project's one test command.
 //!
 //! 1. `cargo test --workspace ARGS...` (as root it first installs `systemd` for
-//!    `systemd-analyze`, if missing), with `ECCLUSTERD_FAULTS=later` and `ECCLUSTERD_SIM=later`
+//!    `systemd-analyze` and `prometheus` for the metrics tests, if missing), with `ECCLUSTERD_FAULTS=later` and `ECCLUSTERD_SIM=later`
 //!    so the fault harness (`tests/faults/`) and the simulator (`tests/sim.rs`) do nothing there;
 //! 2. the ordering simulator in release mode: `cargo test --release --test sim` (its default:
 //!    2,000 seeds of each random fault mix plus every named scenario);
@@ -19,9 +19,11 @@ use std::path::Path;
 use crate::util::{self, Result};
 
 pub fn run(args: &[String]) -> Result {
-    // tests/it/deploy.rs verifies the systemd unit with it.
+    // tests/it/deploy.rs verifies the systemd unit with systemd-analyze;
+    // tests/it/http.rs checks /metrics with promtool and a real Prometheus.
     if util::is_root() {
         util::find_or_apt_install("systemd-analyze", "systemd");
+        util::find_or_apt_install("prometheus", "prometheus");
     }
     util::run(
         util::cargo()
