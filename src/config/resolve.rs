@@ -148,6 +148,21 @@ fn debug_level(d: Option<Spanned<String>>) -> Result<String, Diag> {
     }
 }
 
+/// An option that holds for the whole listener: set on it, else on the
+/// first `Listen` scope that sets it.
+fn listener_wide<'a, T>(
+    l: &'a Listener,
+    own: Option<&'a T>,
+    on_listen: impl Fn(&'a ListenOpts) -> Option<&'a T>,
+) -> Option<&'a T> {
+    own.or_else(|| {
+        l.listen
+            .iter()
+            .flat_map(|n| n.0.iter())
+            .find_map(|(_, o)| on_listen(o))
+    })
+}
+
 fn listener(
     name: &'static str,
     scope: Option<&Spanned<Listener>>,
@@ -203,13 +218,7 @@ fn listener(
         let tls = tls(name, opts, l, files, has_peers, check_tls)?;
         sockets.push(socket(addr, opts, l, files.origin(inst.key), tls));
     }
-    // Listener level, else the first `Listen` scope that sets it.
-    let dir = l.incoming_dir.as_ref().or_else(|| {
-        l.listen
-            .iter()
-            .flat_map(|n| n.0.iter())
-            .find_map(|(_, o)| o.incoming_dir.as_ref())
-    });
+    let dir = listener_wide(l, l.incoming_dir.as_ref(), |o| o.incoming_dir.as_ref());
     let incoming_dir = match dir {
         None => None,
         Some(d) if std::path::Path::new(&d.value).is_absolute() => {
@@ -225,11 +234,8 @@ fn listener(
             ));
         }
     };
-    let window = l.transfer_window.as_ref().or_else(|| {
-        l.listen
-            .iter()
-            .flat_map(|n| n.0.iter())
-            .find_map(|(_, o)| o.transfer_window.as_ref())
+    let window = listener_wide(l, l.transfer_window.as_ref(), |o| {
+        o.transfer_window.as_ref()
     });
     let transfer_window = match window {
         None => TRANSFER_WINDOW,
