@@ -43,8 +43,12 @@ impl Service for HttpService {
         })
     }
 
-    fn refusal(&self, _: bool) -> Option<&'static [u8]> {
-        Some(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    /// A plain socket at `max_connections` says 503; a TLS one closes
+    /// (plain text would break the client's handshake).
+    fn refusal(&self, tls: bool) -> Option<&'static [u8]> {
+        (!tls).then_some(
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )
     }
 }
 
