@@ -4,8 +4,12 @@
 //! counters, so a registry built per scrape is exact.
 
 use prometheus::core::Collector;
-use prometheus::{Encoder, Gauge, GaugeVec, IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::proto::{Bucket, Histogram, Metric, MetricFamily, MetricType};
+use prometheus::{
+    Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
+use crate::msgc::latency;
 use crate::msgc::status::Status;
 
 /// The registry being filled; the first error (a bad name, which tests
@@ -102,6 +106,20 @@ pub fn render(s: &Status) -> Result<String, String> {
         "auth_failures_total",
         "Clients refused at CONNECT for their credentials",
         s.auth_failures,
+    );
+    m.add(
+        IntCounterVec::new(
+            Opts::new(
+                "refusals_total",
+                "What was refused, by reason (auth, permission, protocol, max_subscriptions, no_quorum)",
+            ),
+            &["reason"],
+        )
+        .inspect(|c| {
+            for (reason, n) in &s.refusals {
+                c.with_label_values(&[reason.as_str()]).inc_by(*n);
+            }
+        }),
     );
     m.counter(
         "direct_frames_in_total",
@@ -224,11 +242,46 @@ pub fn render(s: &Status) -> Result<String, String> {
     if let Some(e) = m.error {
         return Err(e.to_string());
     }
+    let mut families = m.r.gather();
+    if let Some(o) = &s.order {
+        families.push(histogram(
+            "ecclusterd_publish_commit_seconds",
+            "Own publishes, from the client's publish to the commit",
+            &o.commit_latency,
+        ));
+    }
     let mut out = Vec::new();
     prometheus::TextEncoder::new()
-        .encode(&m.r.gather(), &mut out)
+        .encode(&families, &mut out)
         .map_err(|e| e.to_string())?;
     String::from_utf8(out).map_err(|e| e.to_string())
+}
+
+/// A histogram family from counts kept elsewhere (the client's `Histogram`
+/// only takes observations).
+fn histogram(name: &str, help: &str, h: &latency::Histogram) -> MetricFamily {
+    let buckets = h
+        .cumulative()
+        .into_iter()
+        .map(|(bound, n)| {
+            let mut b = Bucket::default();
+            b.set_upper_bound(bound);
+            b.set_cumulative_count(n);
+            b
+        })
+        .collect();
+    let mut p = Histogram::default();
+    p.set_bucket(buckets);
+    p.set_sample_count(h.count);
+    p.set_sample_sum(h.sum_secs);
+    let mut metric = Metric::default();
+    metric.set_histogram(p);
+    let mut f = MetricFamily::default();
+    f.set_name(name.to_owned());
+    f.set_help(help.to_owned());
+    f.set_field_type(MetricType::HISTOGRAM);
+    f.set_metric(vec![metric]);
+    f
 }
 
 #[cfg(test)]
@@ -264,12 +317,18 @@ mod tests {
                     last_error: None,
                 },
             ],
+            refusals: [("no_quorum".to_string(), 2)].into(),
             order: Some(OrderStatus {
                 mode: "normal".into(),
                 delivering: true,
                 epoch: 2,
                 committed: 99,
                 lag: [("node2".to_string(), 5)].into(),
+                commit_latency: {
+                    let mut h = crate::msgc::latency::Histogram::default();
+                    h.observe(std::time::Duration::from_micros(700));
+                    h
+                },
                 ..OrderStatus::default()
             }),
             ..Status::default()
@@ -286,6 +345,12 @@ mod tests {
             "ecclusterd_order_committed 99",
             "ecclusterd_order_lag_ops{peer=\"node2\"} 5",
             "ecclusterd_ready 1",
+            "ecclusterd_refusals_total{reason=\"no_quorum\"} 2",
+            "ecclusterd_publish_commit_seconds_bucket{le=\"0.0005\"} 0",
+            "ecclusterd_publish_commit_seconds_bucket{le=\"0.001\"} 1",
+            "ecclusterd_publish_commit_seconds_bucket{le=\"+Inf\"} 1",
+            "ecclusterd_publish_commit_seconds_count 1",
+            "# TYPE ecclusterd_publish_commit_seconds histogram",
             "# TYPE ecclusterd_messages_in_total counter",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");

@@ -5,6 +5,7 @@
 pub mod admit;
 pub mod auth;
 pub mod groups;
+pub mod latency;
 pub mod ordered;
 pub mod outbound;
 pub mod router;

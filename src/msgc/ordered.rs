@@ -4,7 +4,7 @@
 //! local subscribers (in the total order), confirmations (the PONGs of
 //! `PING`s waiting for them) and refusals.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use smol::Timer;
 
 use super::Bus;
+use super::latency::Histogram;
 use super::router::Message;
+use super::status::Counters;
 use super::stream::{Effect, Stream};
 use crate::config::Settings;
 use crate::mesh::frame::Frame;
@@ -48,6 +50,9 @@ const INPUT_BYTES: usize = 64 << 20;
 /// Own proposals the core may hold uncommitted; past it the task stops taking
 /// inputs until the order catches up (the queue above then fills).
 const MAX_IN_FLIGHT: usize = 65_536;
+/// Own publishes timed to their commit at most, and how long at most.
+const MAX_TIMED: usize = 2 * MAX_IN_FLIGHT;
+const FORGET_TIMED: Duration = Duration::from_secs(60);
 /// Most inputs taken per round before the core flushes (one batch).
 const ROUND: usize = 4096;
 /// Ops of lag per unit of `max_backlog` before a member is dropped (the
@@ -59,6 +64,8 @@ pub enum Input {
     Publish {
         client: u64,
         seq: u64,
+        /// When the client's publish was read (for the commit latency).
+        at: Instant,
         subject: String,
         reply: Option<String>,
         headers: Option<Bytes>,
@@ -102,6 +109,9 @@ pub struct OrderStatus {
     /// Leader only: how many ops each member is behind the commit point.
     pub lag: BTreeMap<String, u64>,
     pub view_changes: u64,
+    /// Own publishes, from the client's publish to the commit.
+    #[serde(default)]
+    pub commit_latency: Histogram,
 }
 
 /// The sessions' handle on the ordering task.
@@ -245,6 +255,9 @@ pub fn start(
         ordered: ordered.clone(),
         last: None,
         in_flight: 0,
+        published_at: HashMap::new(),
+        commit_latency: Histogram::default(),
+        last_sweep: Instant::now(),
     };
     ex.spawn(driver.run(rx, events, tick, per_keepalive))
         .detach();
@@ -267,6 +280,12 @@ struct Driver {
     last: Option<(Mode, Option<NodeId>, bool, bool, order::Epoch)>,
     /// Own proposals uncommitted, as of the last round.
     in_flight: usize,
+    /// When each own publish in the order was read, until its commit (or
+    /// refusal); at most [`MAX_TIMED`], older ones forgotten each second.
+    published_at: HashMap<(u64, u64), Instant>,
+    /// Publish to commit of own publishes.
+    commit_latency: Histogram,
+    last_sweep: Instant,
 }
 
 enum Wake {
@@ -324,6 +343,13 @@ impl Driver {
                         }
                     }
                     self.core.tick();
+                    if now.saturating_duration_since(self.last_sweep) >= Duration::from_secs(1) {
+                        // Publishes neither committed nor refused (their
+                        // history was left behind) stop being timed.
+                        self.last_sweep = now;
+                        self.published_at
+                            .retain(|_, at| now.saturating_duration_since(*at) < FORGET_TIMED);
+                    }
                 }
                 Wake::Input(i) => self.input(i),
                 Wake::Mesh(e) => self.mesh_event(e),
@@ -364,13 +390,18 @@ impl Driver {
             Input::Publish {
                 client,
                 seq,
+                at,
                 subject,
                 reply,
                 headers,
                 payload,
-            } => self
-                .core
-                .publish(client, seq, subject, reply, headers, payload),
+            } => {
+                if self.published_at.len() < MAX_TIMED {
+                    self.published_at.insert((client, seq), at);
+                }
+                self.core
+                    .publish(client, seq, subject, reply, headers, payload)
+            }
             Input::Group {
                 join: true,
                 client,
@@ -438,6 +469,9 @@ impl Driver {
                     }
                 }
                 Action::Confirm { client, seq } => {
+                    if let Some(at) = self.published_at.remove(&(client, seq)) {
+                        self.commit_latency.observe(at.elapsed());
+                    }
                     if let Some(c) = router.client(client) {
                         c.confirm(seq);
                     }
@@ -447,6 +481,8 @@ impl Driver {
                     seq,
                     reason,
                 } => {
+                    self.published_at.remove(&(client, seq));
+                    Counters::add(&bus.counters.refused_no_quorum, 1);
                     if let Some(c) = router.client(client) {
                         let order::Refusal::NoQuorum = reason;
                         let _ = c.out.push_control(&no_quorum_line());
@@ -573,6 +609,7 @@ impl Driver {
             pending: s.pending,
             lag: s.lag.iter().map(|&(p, l)| (self.name(p), l)).collect(),
             view_changes: s.view_changes,
+            commit_latency: self.commit_latency.clone(),
         };
         *self
             .ordered

@@ -410,6 +410,12 @@ fn process(
                 Flow::Stop
             }
             Decision::Refuse(line) => {
+                let why = if line.contains("Permissions Violation") {
+                    &bus.counters.refused_permission
+                } else {
+                    &bus.counters.refused_protocol
+                };
+                Counters::add(why, 1);
                 log::info!(
                     "msgc client {}: {}",
                     shared.client.private_name,
@@ -439,7 +445,7 @@ fn process(
                 sid,
             } => {
                 let r = router.get_or_insert_with(|| bus.router());
-                subscribe(shared, r, &subject, queue.as_deref(), &sid)
+                subscribe(bus, shared, r, &subject, queue.as_deref(), &sid)
             }
             Decision::Unsubscribe { sid, max } => {
                 let r = router.get_or_insert_with(|| bus.router());
@@ -479,6 +485,7 @@ fn process(
 }
 
 fn subscribe(
+    bus: &MsgcService,
     shared: &Shared,
     r: &mut Router,
     subject: &str,
@@ -494,6 +501,7 @@ fn subscribe(
                 .push_control(err_line(text::INVALID_SUBJECT).as_bytes());
         }
         Err(SubError::TooMany { limit }) => {
+            Counters::add(&bus.counters.refused_max_subscriptions, 1);
             log::info!(
                 "msgc client {}: subscription refused, at max_subscriptions ({limit})",
                 shared.client.private_name
@@ -557,6 +565,7 @@ fn order(bus: &MsgcService, shared: &Shared, p: Publish) -> Flow {
     let input = Input::Publish {
         client: c.id,
         seq,
+        at: std::time::Instant::now(),
         subject: p.subject,
         reply: p.reply,
         headers: p.headers,

@@ -19,6 +19,13 @@ pub struct Counters {
     pub slow_consumers: AtomicU64,
     pub connections_total: AtomicU64,
     pub refused_auth: AtomicU64,
+    /// `-ERR` for a permission violation (publish or subscribe).
+    pub refused_permission: AtomicU64,
+    /// `-ERR` for another protocol error the connection survives.
+    pub refused_protocol: AtomicU64,
+    pub refused_max_subscriptions: AtomicU64,
+    /// Publishes refused for want of a quorum.
+    pub refused_no_quorum: AtomicU64,
 }
 
 impl Counters {
@@ -48,6 +55,10 @@ pub struct Status {
     pub bytes_out: u64,
     pub slow_consumers: u64,
     pub auth_failures: u64,
+    /// What was refused, by reason: `auth`, `permission`, `protocol`,
+    /// `max_subscriptions`, `no_quorum`.
+    #[serde(default)]
+    pub refusals: std::collections::BTreeMap<String, u64>,
     /// Frames and bytes received / sent on direct node links.
     #[serde(default)]
     pub direct_frames_in: u64,
@@ -105,6 +116,16 @@ impl Status {
             bytes_out: Counters::get(&c.bytes_out),
             slow_consumers: Counters::get(&c.slow_consumers),
             auth_failures: Counters::get(&c.refused_auth),
+            refusals: [
+                ("auth", &c.refused_auth),
+                ("permission", &c.refused_permission),
+                ("protocol", &c.refused_protocol),
+                ("max_subscriptions", &c.refused_max_subscriptions),
+                ("no_quorum", &c.refused_no_quorum),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), Counters::get(v)))
+            .collect(),
             direct_frames_in: Traffic::get(&direct.frames_in),
             direct_frames_out: Traffic::get(&direct.frames_out),
             direct_bytes_in: Traffic::get(&direct.bytes_in),

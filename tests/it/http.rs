@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Node, cluster_confs, free_port};
+use crate::common::{Nats, Node, cluster_confs, free_port};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -92,6 +92,35 @@ fn health_readiness_status_and_metrics_on_a_cluster() {
         promtool_check(&metrics);
     }
     assert_eq!(get(http(&nodes[0]), "/nope").0, 404);
+
+    // A publish through the order shows in the commit-latency histogram, a
+    // refused subscription (a bad subject) under its reason. The snapshot
+    // behind /metrics follows the PONG by a moment: poll for it.
+    let mut c = Nats::connect(nodes[0].msgc(), r#"{"verbose":false}"#);
+    c.publish("orders.new", b"x");
+    c.sync_empty();
+    c.send(b"SUB a..b 1\r\n");
+    c.expect_err("Invalid Subject");
+    let deadline = Instant::now() + PATIENCE;
+    let metrics = loop {
+        let (_, m) = get(http(&nodes[0]), "/metrics");
+        let seen = m.contains("ecclusterd_publish_commit_seconds_count 1");
+        if seen || Instant::now() > deadline {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for line in [
+        "ecclusterd_publish_commit_seconds_count 1",
+        "ecclusterd_publish_commit_seconds_bucket{le=\"+Inf\"} 1",
+        "ecclusterd_refusals_total{reason=\"protocol\"} 1",
+        "ecclusterd_refusals_total{reason=\"no_quorum\"} 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in:\n{metrics}"
+        );
+    }
 
     // A real Prometheus server scrapes all three.
     prometheus_scrapes(&nodes);
