@@ -66,7 +66,7 @@ impl Incoming {
         dir: Option<&Path>,
         (id, name, size, expected): (u64, &str, u64, [u8; 32]),
         window: u64,
-        link: LinkHandle,
+        (peer, link): (&str, LinkHandle),
     ) -> Result<Incoming, String> {
         let Some(dir) = dir else {
             return Err(
@@ -101,7 +101,8 @@ impl Incoming {
             let _ = std::fs::remove_file(&inner.tmp);
             return Err("the link closed".to_owned());
         }
-        smol::unblock(move || receive(inner, id, &rx, &link, &w)).detach();
+        let from = format!("node link {peer}: transfer {id}");
+        smol::unblock(move || receive(inner, (id, &from), &rx, &link, &w)).detach();
         Ok(Incoming {
             chunks: tx,
             next: 0,
@@ -147,7 +148,7 @@ impl Incoming {
 /// the sender aborted, a bad chunk) removes the temp file.
 fn receive(
     mut t: Inner,
-    id: u64,
+    (id, from): (u64, &str),
     chunks: &async_channel::Receiver<Bytes>,
     link: &LinkHandle,
     written: &AtomicU64,
@@ -200,6 +201,7 @@ fn receive(
         }
         Err(e) => Some(e),
     };
+    let dest = t.dest.display().to_string();
     let (ok, error) = match error {
         None => finish(t, hasher.finalize().into()),
         Some(e) => {
@@ -208,9 +210,9 @@ fn receive(
         }
     };
     if ok {
-        log::info!("received a file (transfer {id})");
+        log::info!("{from}: received {dest} ({size} bytes, sha256 checked)");
     } else {
-        log::warn!("transfer {id} failed: {error}");
+        log::warn!("{from} failed: {error}");
     }
     let _ = link.control(Frame::FileDone { id, ok, error });
 }
@@ -472,7 +474,13 @@ mod tests {
         let body = data(200 * 1024);
         let (link, ctl) = LinkHandle::detached();
         let offer = (7, "f.bin", body.len() as u64, sha(&body));
-        let mut t = smol::block_on(Incoming::start(Some(dir.path()), offer, WINDOW, link)).unwrap();
+        let mut t = smol::block_on(Incoming::start(
+            Some(dir.path()),
+            offer,
+            WINDOW,
+            ("node2", link),
+        ))
+        .unwrap();
         // The offer grants one window; a byte beyond it fails the transfer.
         assert!(matches!(
             ctl.recv_blocking(),
@@ -512,7 +520,13 @@ mod tests {
         let body = data(3 * WINDOW as usize);
         let (link, ctl) = LinkHandle::detached();
         let offer = (8, "g.bin", body.len() as u64, sha(&body));
-        let mut t = smol::block_on(Incoming::start(Some(dir.path()), offer, WINDOW, link)).unwrap();
+        let mut t = smol::block_on(Incoming::start(
+            Some(dir.path()),
+            offer,
+            WINDOW,
+            ("node2", link),
+        ))
+        .unwrap();
         let _ = ctl.recv_blocking();
         let e = t.push(5, Bytes::from_static(b"x")).err().unwrap();
         assert!(e.contains("does not follow byte 0"), "{e}");
@@ -533,7 +547,13 @@ mod tests {
         let body = data(1000);
         let (link, ctl) = LinkHandle::detached();
         let offer = (9, "h.bin", body.len() as u64, sha(b"something else"));
-        let mut t = smol::block_on(Incoming::start(Some(dir.path()), offer, WINDOW, link)).unwrap();
+        let mut t = smol::block_on(Incoming::start(
+            Some(dir.path()),
+            offer,
+            WINDOW,
+            ("node2", link),
+        ))
+        .unwrap();
         assert!(matches!(t.push(0, Bytes::from(body)), Ok(Pushed::Last)));
         let (_, (ok, error)) = until_done(&ctl);
         assert!(!ok && error.contains("sha256 mismatch"), "{error}");

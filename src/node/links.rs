@@ -524,7 +524,8 @@ impl NodeLinks {
                 }
                 let offer = (id, name.as_str(), size, sha256);
                 let dir = self.incoming_dir.as_deref();
-                match Incoming::start(dir, offer, self.transfer_window, link.clone()).await {
+                let to = (peer, link.clone());
+                match Incoming::start(dir, offer, self.transfer_window, to).await {
                     Ok(t) => {
                         log::info!("node link {peer}: receiving {name:?} ({size} bytes)");
                         if size > 0 {
