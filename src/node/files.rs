@@ -456,6 +456,17 @@ mod tests {
         Sha256::digest(b).into()
     }
 
+    /// A transfer of `size` bytes offered with `sha256`, accepted into `dir`.
+    fn offered(
+        dir: &Path,
+        (id, name, size, sha256): (u64, &str, usize, [u8; 32]),
+    ) -> (Incoming, async_channel::Receiver<Frame>) {
+        let (link, ctl) = LinkHandle::detached();
+        let offer = (id, name, size as u64, sha256);
+        let t = smol::block_on(Incoming::start(Some(dir), offer, WINDOW, ("node2", link)));
+        (t.unwrap(), ctl)
+    }
+
     /// The frames the receiver sends until FILE_DONE: (credit granted, done).
     fn until_done(ctl: &async_channel::Receiver<Frame>) -> (u64, (bool, String)) {
         let mut credit = 0;
@@ -472,15 +483,7 @@ mod tests {
     fn a_file_arrives_within_its_window_checked_and_renamed() {
         let dir = tempfile::tempdir().unwrap();
         let body = data(200 * 1024);
-        let (link, ctl) = LinkHandle::detached();
-        let offer = (7, "f.bin", body.len() as u64, sha(&body));
-        let mut t = smol::block_on(Incoming::start(
-            Some(dir.path()),
-            offer,
-            WINDOW,
-            ("node2", link),
-        ))
-        .unwrap();
+        let (mut t, ctl) = offered(dir.path(), (7, "f.bin", body.len(), sha(&body)));
         // The offer grants one window; a byte beyond it fails the transfer.
         assert!(matches!(
             ctl.recv_blocking(),
@@ -518,15 +521,7 @@ mod tests {
     fn chunks_out_of_order_or_past_the_credit_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let body = data(3 * WINDOW as usize);
-        let (link, ctl) = LinkHandle::detached();
-        let offer = (8, "g.bin", body.len() as u64, sha(&body));
-        let mut t = smol::block_on(Incoming::start(
-            Some(dir.path()),
-            offer,
-            WINDOW,
-            ("node2", link),
-        ))
-        .unwrap();
+        let (mut t, ctl) = offered(dir.path(), (8, "g.bin", body.len(), sha(&body)));
         let _ = ctl.recv_blocking();
         let e = t.push(5, Bytes::from_static(b"x")).err().unwrap();
         assert!(e.contains("does not follow byte 0"), "{e}");
@@ -545,15 +540,7 @@ mod tests {
     fn a_checksum_mismatch_fails_and_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let body = data(1000);
-        let (link, ctl) = LinkHandle::detached();
-        let offer = (9, "h.bin", body.len() as u64, sha(b"something else"));
-        let mut t = smol::block_on(Incoming::start(
-            Some(dir.path()),
-            offer,
-            WINDOW,
-            ("node2", link),
-        ))
-        .unwrap();
+        let (mut t, ctl) = offered(dir.path(), (9, "h.bin", body.len(), sha(b"something else")));
         assert!(matches!(t.push(0, Bytes::from(body)), Ok(Pushed::Last)));
         let (_, (ok, error)) = until_done(&ctl);
         assert!(!ok && error.contains("sha256 mismatch"), "{error}");
