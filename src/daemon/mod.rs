@@ -2,6 +2,7 @@
 //! both listeners, each service built complete from the ones below it
 //! (ARCHITECTURE.md, "Floors"), signals, and an orderly stop.
 
+mod notify;
 mod reload;
 
 use std::sync::Arc;
@@ -156,12 +157,15 @@ async fn serve(
         settings.node,
         env!("CARGO_PKG_VERSION")
     );
+    notify::notify("READY=1");
 
     let mut current = settings;
     while let Some(sig) = signals.next().await {
         match sig {
             Ok(Signal::Hup) => {
+                notify::notify("RELOADING=1");
                 current = reload::reload(&path, &identity, current);
+                notify::notify("READY=1");
             }
             Ok(s) => {
                 log::info!("received {s:?}: stopping");
@@ -171,6 +175,7 @@ async fn serve(
         }
     }
 
+    notify::notify("STOPPING=1");
     trigger.fire();
     let drained = async {
         drain.wait().await;

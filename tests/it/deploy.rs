@@ -76,9 +76,60 @@ fn the_unit_and_the_image_start_from_configurations_that_check() {
     // Both read /etc/ecclusterd/ecelerity-cluster.conf, which is conf/ as shipped.
     assert!(unit.contains("run -c /etc/ecclusterd/ecelerity-cluster.conf"));
     assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
+    assert!(
+        unit.contains("Type=notify\n"),
+        "the daemon speaks sd_notify"
+    );
     assert!(image.contains("COPY conf/ /etc/ecclusterd/"));
     assert!(image.contains(r#"CMD ["run", "-c", "/etc/ecclusterd/ecelerity-cluster.conf"]"#));
     let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/ecelerity-cluster.conf");
     let (code, out, err) = run_cmd(&["check", "-c", conf.to_str().unwrap()], None);
     assert_eq!(code, 0, "{out}{err}");
+}
+
+/// What the daemon tells a service manager through `$NOTIFY_SOCKET`, at a
+/// path and at an abstract address (`@name`, as systemd gives it).
+#[test]
+fn it_tells_systemd_ready_reloading_and_stopping() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+
+    let dir = tempfile::tempdir().unwrap();
+    let at_path = dir.path().join("notify");
+    let abstract_name = format!("ecclusterd-test-{}", std::process::id());
+    let sockets = [
+        (
+            UnixDatagram::bind(&at_path).unwrap(),
+            at_path.display().to_string(),
+        ),
+        (
+            UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(&abstract_name).unwrap())
+                .unwrap(),
+            format!("@{abstract_name}"),
+        ),
+    ];
+    for (sock, name) in sockets {
+        sock.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let said = || {
+            let mut buf = [0u8; 256];
+            let n = sock.recv(&mut buf).expect("a notification");
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        };
+        let env = format!("NOTIFY_SOCKET={name}");
+        let conf = crate::common::single_node_conf("");
+        let mut node = crate::common::Node::start_wrapped(
+            &["env", &env],
+            crate::common::config_dir(&[("ecclusterd.conf", &conf)]),
+            "ecclusterd.conf",
+            &[],
+        );
+        assert_eq!(said(), "READY=1", "{name}");
+        node.signal("HUP");
+        assert_eq!(said(), "RELOADING=1", "{name}");
+        assert_eq!(said(), "READY=1", "{name}");
+        node.signal("TERM");
+        assert_eq!(said(), "STOPPING=1", "{name}");
+        assert!(node.wait_exit().success());
+    }
 }
