@@ -50,7 +50,7 @@ pub(crate) fn resolve(
     let eccluster = listener(
         "ECCluster_Listener",
         cfg.eccluster_listener.as_ref(),
-        ECCLUSTER_DEFAULT,
+        Some(ECCLUSTER_DEFAULT),
         files,
         &mut seen,
         has_peers,
@@ -59,30 +59,22 @@ pub(crate) fn resolve(
     let msgcserver = listener(
         "msgcserver_listener",
         cfg.msgcserver_listener.as_ref(),
-        MSGCSERVER_DEFAULT,
+        Some(MSGCSERVER_DEFAULT),
         files,
         &mut seen,
         has_peers,
         check_tls,
     )?;
     // Off unless configured: a scope without `Listen` binds nothing.
-    let http = match cfg.http_listener.as_ref() {
-        None => ListenerSettings {
-            name: "HTTP_Listener",
-            sockets: Vec::new(),
-            incoming_dir: None,
-            transfer_window: TRANSFER_WINDOW,
-        },
-        Some(scope) => listener(
-            "HTTP_Listener",
-            Some(scope),
-            ECCLUSTER_DEFAULT,
-            files,
-            &mut seen,
-            has_peers,
-            check_tls,
-        )?,
-    };
+    let http = listener(
+        "HTTP_Listener",
+        cfg.http_listener.as_ref(),
+        None,
+        files,
+        &mut seen,
+        has_peers,
+        check_tls,
+    )?;
     check_port(
         &server,
         &node,
@@ -163,10 +155,12 @@ fn listener_wide<'a, T>(
     })
 }
 
+/// A listener scope's settings; without the scope, one socket at `default`
+/// (none when `default` is `None`: the listener is off unless configured).
 fn listener(
     name: &'static str,
     scope: Option<&Spanned<Listener>>,
-    default: ListenAddr,
+    default: Option<ListenAddr>,
     files: &Files,
     seen: &mut Vec<(ListenAddr, Pos)>,
     has_peers: bool,
@@ -177,13 +171,10 @@ fn listener(
         let parent = Listener::default();
         return Ok(ListenerSettings {
             name,
-            sockets: vec![socket(
-                default,
-                &none,
-                &parent,
-                "<default>".to_owned(),
-                None,
-            )],
+            sockets: default
+                .into_iter()
+                .map(|addr| socket(addr, &none, &parent, "<default>".to_owned(), None))
+                .collect(),
             incoming_dir: None,
             transfer_window: TRANSFER_WINDOW,
         });
