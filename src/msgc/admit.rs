@@ -61,6 +61,8 @@ pub enum Decision {
     AuthFailed,
     /// Say this `-ERR` line and go on (the operation is dropped).
     Refuse(String),
+    /// The same for a permissions violation (counted apart).
+    Forbid(String),
     /// Close the connection, after this `-ERR` text when there is one.
     Close(Option<&'static str>),
     /// The client sent `-ERR`: closed, as nats-server does.
@@ -149,7 +151,7 @@ impl Admission {
         if let Some(p) = &self.perms
             && !auth::may_subscribe(p, &subject)
         {
-            return Decision::Refuse(violation(
+            return Decision::Forbid(violation(
                 text::PERMISSIONS_VIOLATION_SUBSCRIPTION,
                 &subject,
                 queue.as_deref(),
@@ -166,7 +168,7 @@ impl Admission {
         if let Some(perms) = &self.perms
             && !auth::may_publish(perms, &p.subject)
         {
-            return Decision::Refuse(violation(
+            return Decision::Forbid(violation(
                 text::PERMISSIONS_VIOLATION_PUBLISH,
                 &p.subject,
                 None,
@@ -335,7 +337,7 @@ mod tests {
         let s = around(&a, true, &none);
         assert_eq!(
             adm.decide(publish("no", None), &s),
-            Decision::Refuse("-ERR 'Permissions Violation for Publish to \"no\"'\r\n".to_owned())
+            Decision::Forbid("-ERR 'Permissions Violation for Publish to \"no\"'\r\n".to_owned())
         );
         let sub = Op::Sub {
             subject: "no.x".into(),
@@ -344,7 +346,7 @@ mod tests {
         };
         assert_eq!(
             adm.decide(sub, &s),
-            Decision::Refuse(
+            Decision::Forbid(
                 "-ERR 'Permissions Violation for Subscription to \"no.x\" using queue \"q\"'\r\n"
                     .to_owned()
             )

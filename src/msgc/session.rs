@@ -409,21 +409,8 @@ fn process(
                 fail(shared, text::AUTHORIZATION_VIOLATION);
                 Flow::Stop
             }
-            Decision::Refuse(line) => {
-                let why = if line.contains("Permissions Violation") {
-                    &bus.counters.refused_permission
-                } else {
-                    &bus.counters.refused_protocol
-                };
-                Counters::add(why, 1);
-                log::info!(
-                    "msgc client {}: {}",
-                    shared.client.private_name,
-                    line.trim_end()
-                );
-                let _ = shared.client.out.push_control(line.as_bytes());
-                Flow::Go
-            }
+            Decision::Refuse(line) => refuse(shared, &bus.counters.refused_protocol, &line),
+            Decision::Forbid(line) => refuse(shared, &bus.counters.refused_permission, &line),
             Decision::Close(text) => {
                 match text {
                     Some(t) => fail(shared, t),
@@ -481,6 +468,18 @@ fn process(
     if let Some(r) = router.as_mut() {
         submit_group_changes(bus, r);
     }
+    Flow::Go
+}
+
+/// Says `line` (an `-ERR`), counts it under `why`, and goes on.
+fn refuse(shared: &Shared, why: &std::sync::atomic::AtomicU64, line: &str) -> Flow {
+    Counters::add(why, 1);
+    log::info!(
+        "msgc client {}: {}",
+        shared.client.private_name,
+        line.trim_end()
+    );
+    let _ = shared.client.out.push_control(line.as_bytes());
     Flow::Go
 }
 
