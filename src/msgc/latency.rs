@@ -16,16 +16,13 @@ pub const BOUNDS: [f64; 16] = [
 pub struct Histogram {
     /// Observations per bucket of [`BOUNDS`] (not cumulative), then the
     /// ones above the last bound.
-    pub counts: Vec<u64>,
+    pub counts: [u64; BOUNDS.len() + 1],
     pub sum_secs: f64,
     pub count: u64,
 }
 
 impl Histogram {
     pub fn observe(&mut self, d: Duration) {
-        if self.counts.len() != BOUNDS.len() + 1 {
-            self.counts = vec![0; BOUNDS.len() + 1];
-        }
         let s = d.as_secs_f64();
         let i = BOUNDS.iter().position(|&b| s <= b).unwrap_or(BOUNDS.len());
         self.counts[i] += 1;
@@ -39,9 +36,9 @@ impl Histogram {
         let mut total = 0;
         BOUNDS
             .iter()
-            .enumerate()
-            .map(|(i, &b)| {
-                total += self.counts.get(i).copied().unwrap_or(0);
+            .zip(&self.counts)
+            .map(|(&b, &n)| {
+                total += n;
                 (b, total)
             })
             .collect()

@@ -32,7 +32,6 @@ struct Inner {
     dest: PathBuf,
     size: u64,
     expected: [u8; 32],
-    hasher: Sha256,
 }
 
 /// A file being received: a temp file `.<name>.<id>.part` in `incoming_dir`,
@@ -87,7 +86,6 @@ impl Incoming {
             dest,
             size,
             expected,
-            hasher: Sha256::new(),
         };
         let (tx, rx) = async_channel::unbounded();
         let written = Arc::new(AtomicU64::new(0));
@@ -147,13 +145,13 @@ impl Incoming {
 /// check, rename and FILE_DONE. A queue that closes early (the link ended,
 /// the sender aborted, a bad chunk) removes the temp file.
 fn receive(
-    mut t: Inner,
+    t: Inner,
     (id, from): (u64, &str),
     chunks: &async_channel::Receiver<Bytes>,
     link: &LinkHandle,
     written: &AtomicU64,
 ) {
-    let mut hasher = std::mem::take(&mut t.hasher);
+    let mut hasher = Sha256::new();
     let (file, tmp, size) = (&t.file, &t.tmp, t.size);
     let (hashed, wrote) = std::thread::scope(|scope| {
         let (to_disk, from_hasher) = std::sync::mpsc::channel::<Bytes>();

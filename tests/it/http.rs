@@ -33,17 +33,23 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     (code, body.to_owned())
 }
 
-/// Polls `path` until it answers `code` (readiness follows the order, which
-/// the test cannot await otherwise); the last answer on a timeout.
-fn until(addr: SocketAddr, path: &str, code: u16) -> (u16, String) {
+/// Polls `path` until its answer is `done` (readiness and the status
+/// snapshot follow the order, which the test cannot await otherwise); the
+/// last answer on a timeout.
+fn until_answer(addr: SocketAddr, path: &str, done: impl Fn(u16, &str) -> bool) -> (u16, String) {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let got = get(addr, path);
-        if got.0 == code || Instant::now() > deadline {
+        if done(got.0, &got.1) || Instant::now() > deadline {
             return got;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Polls `path` until it answers `code`.
+fn until(addr: SocketAddr, path: &str, code: u16) -> (u16, String) {
+    until_answer(addr, path, |c, _| c == code)
 }
 
 fn with_http(confs: Vec<String>) -> Vec<String> {
@@ -101,15 +107,9 @@ fn health_readiness_status_and_metrics_on_a_cluster() {
     c.sync_empty();
     c.send(b"SUB a..b 1\r\n");
     c.expect_err("Invalid Subject");
-    let deadline = Instant::now() + PATIENCE;
-    let metrics = loop {
-        let (_, m) = get(http(&nodes[0]), "/metrics");
-        let seen = m.contains("ecclusterd_publish_commit_seconds_count 1");
-        if seen || Instant::now() > deadline {
-            break m;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (_, metrics) = until_answer(http(&nodes[0]), "/metrics", |_, m| {
+        m.contains("ecclusterd_publish_commit_seconds_count 1")
+    });
     for line in [
         "ecclusterd_publish_commit_seconds_count 1",
         "ecclusterd_publish_commit_seconds_bucket{le=\"+Inf\"} 1",

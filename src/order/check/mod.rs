@@ -745,7 +745,7 @@ struct Owes {
     got: HashSet<MsgId>,
     /// Per publisher, the highest seq delivered before the window: an
     /// earlier message of it is not owed (FIFO; see virtual synchrony).
-    passed: HashMap<u64, u64>,
+    passed: BTreeMap<u64, u64>,
 }
 
 /// What each complete stream owes.
@@ -799,10 +799,10 @@ fn obligations(h: &History) -> Vec<Owes> {
                 Event::View(_) => None,
             })
             .collect();
-        let mut passed: HashMap<u64, u64> = s
+        let mut passed = s
             .resumed
             .as_ref()
-            .map(|r| r.passed.iter().map(|(&p, &q)| (p, q)).collect())
+            .map(|r| r.passed.clone())
             .unwrap_or_default();
         // The messages before the view the run starts at (none when that is
         // the view the stream resumed in).
@@ -812,14 +812,12 @@ fn obligations(h: &History) -> Vec<Owes> {
             None => 0,
         };
         let mut views_met = 0;
-        for e in s.events.iter().take_while(|_| before > 0) {
+        for e in &s.events {
+            if views_met >= before {
+                break;
+            }
             match e {
-                Event::View(_) => {
-                    views_met += 1;
-                    if views_met >= before {
-                        break;
-                    }
-                }
+                Event::View(_) => views_met += 1,
                 Event::Msg(m) => {
                     let top = passed.entry(m.publisher).or_insert(0);
                     *top = (*top).max(m.seq);

@@ -57,8 +57,6 @@ struct LivePublisher {
     last_t: u64,
     /// Confirmed, not yet judged: (seq, published at, confirmed at).
     confirmed: VecDeque<(u64, u64, u64)>,
-    /// Refused seqs and when, kept as long as events are.
-    refused: BTreeMap<u64, u64>,
 }
 
 pub struct Window {
@@ -164,13 +162,6 @@ impl Window {
         p.last_t = p.last_t.max(t);
     }
 
-    /// `seq` was refused for want of a quorum: it must never be delivered.
-    pub fn refused(&mut self, publisher: u64, seq: u64, t: u64) {
-        let p = self.publishers.entry(publisher).or_default();
-        p.refused.insert(seq, t);
-        p.last_t = p.last_t.max(t);
-    }
-
     /// Judges what is kept at `now` (see the module doc), then forgets what
     /// is older than `keep_ms`, or everything after a violation.
     pub fn cut(&mut self, now: u64) -> Result<Summary, Violation> {
@@ -243,13 +234,12 @@ impl Window {
             .iter()
             .map(|(&id, p)| {
                 let from = low.get(&id).copied().unwrap_or(p.top + 1);
-                let refused: BTreeSet<u64> = p.refused.keys().copied().collect();
                 Publisher {
                     id,
                     label: p.label.clone(),
-                    published: (from..=p.top).chain(refused.iter().copied()).collect(),
+                    published: (from..=p.top).collect(),
                     confirmed: judged.get(&id).cloned().unwrap_or_default(),
-                    refused,
+                    refused: BTreeSet::new(),
                 }
             })
             .collect();
@@ -278,10 +268,8 @@ impl Window {
         }
         self.streams
             .retain(|_, s| !s.closed || !s.events.is_empty());
-        self.publishers.retain(|_, p| {
-            p.refused.retain(|_, t| *t >= before);
-            p.last_t >= before || !p.confirmed.is_empty()
-        });
+        self.publishers
+            .retain(|_, p| p.last_t >= before || !p.confirmed.is_empty());
     }
 }
 
